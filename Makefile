@@ -1,0 +1,35 @@
+# loopwise — the two commands: `make run` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-unit test-integration bench install lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "loopwise needs Python 3.11, found %s" % sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+## The main job: embedded broker + topics + worker + the simulator's closed loop, ending with its scorecard.
+run: $(STAMP)
+	$(BIN)/loopwise up --simulate outage --duration 20m --rate 100 --speed 10 --report reports/run.json
+
+## All tests: unit, contract and integration (real broker: env → Docker → embedded).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit tests/contract
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .loopwise .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""Everything around the logic: settings, embedded broker, topics as code, simulator."""

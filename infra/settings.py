@@ -1,0 +1,194 @@
+"""Settings: the one place that reads the environment (``Settings.from_env``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A setting is missing or has a value loopwise cannot use."""
+
+
+class Secret:
+    """A string that never shows itself in ``repr``/``str`` (and so never in logs)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", len(self._value)))
+
+
+_MODES = ("dev", "production")
+_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything loopwise can be configured with; see README "Configuration".
+
+    ``bootstrap_servers`` is ``None`` when no cluster is given: the CLI then
+    starts the embedded broker and fills it in with ``with_bootstrap``.
+    """
+
+    bootstrap_servers: str | None = None
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret = field(default_factory=lambda: Secret(""))
+    ssl_ca_location: str | None = None
+    topic_prefix: str = "lw."
+    app_id: str = "loopwise"
+    schema_registry_url: str | None = None
+    max_event_bytes: int = 256 * 1024
+    metrics_port: int = 9464
+    partitions: int = 4
+    replication_factor: int = 1
+    session_timeout_s: float = 6.0
+    fetch_max_wait_ms: int | None = None
+    broker_port: int = 0
+    data_dir: Path = Path(".loopwise")
+    log_level: str = "info"
+    mode: str = "dev"
+    signing_key: Secret = field(default_factory=lambda: Secret(""))
+    is_embedded: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from ``env`` (default: ``os.environ``); raise ``ConfigError``."""
+        env = os.environ if env is None else env
+        get = lambda name: (env.get(name) or "").strip() or None  # noqa: E731
+        protocol = (get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
+        if protocol not in _PROTOCOLS:
+            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={protocol!r}: expected one of {_PROTOCOLS}")
+        mode = (get("LOOPWISE_MODE") or "dev").lower()
+        if mode not in _MODES:
+            raise ConfigError(f"LOOPWISE_MODE={mode!r}: expected one of {_MODES}")
+        settings = cls(
+            bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS"),
+            security_protocol=protocol,
+            sasl_mechanism=get("KAFKA_SASL_MECHANISM"),
+            sasl_username=get("KAFKA_SASL_USERNAME"),
+            sasl_password=Secret(env.get("KAFKA_SASL_PASSWORD") or ""),
+            ssl_ca_location=get("KAFKA_SSL_CA_LOCATION"),
+            topic_prefix=env.get("LOOPWISE_TOPIC_PREFIX", "lw."),
+            app_id=get("LOOPWISE_APP_ID") or "loopwise",
+            schema_registry_url=get("LOOPWISE_SCHEMA_REGISTRY_URL"),
+            max_event_bytes=_int(env, "LOOPWISE_MAX_EVENT_BYTES", 256 * 1024, minimum=64),
+            metrics_port=_int(env, "LOOPWISE_METRICS_PORT", 9464, minimum=0),
+            partitions=_int(env, "LOOPWISE_PARTITIONS", 4, minimum=1),
+            replication_factor=_int(env, "LOOPWISE_REPLICATION_FACTOR", 1, minimum=1),
+            session_timeout_s=_float(env, "LOOPWISE_SESSION_TIMEOUT_S", 6.0, minimum=1.0),
+            fetch_max_wait_ms=_optional_int(env, "LOOPWISE_FETCH_MAX_WAIT_MS"),
+            broker_port=_int(env, "LOOPWISE_BROKER_PORT", 0, minimum=0),
+            data_dir=Path(get("LOOPWISE_DATA_DIR") or ".loopwise"),
+            log_level=(get("LOOPWISE_LOG_LEVEL") or "info").lower(),
+            mode=mode,
+            signing_key=Secret(env.get("LOOPWISE_SIGNING_KEY") or ""),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ``ConfigError`` for combinations that cannot work."""
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ConfigError(
+                f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs KAFKA_SASL_MECHANISM, "
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        if self.mode == "production" and not self.signing_key:
+            raise ConfigError("LOOPWISE_MODE=production needs LOOPWISE_SIGNING_KEY: commands must be signed")
+        if self.mode == "production" and self.signing_key and len(self.signing_key.reveal()) < 32:
+            raise ConfigError("LOOPWISE_SIGNING_KEY must be at least 32 characters in production")
+
+    def with_bootstrap(self, servers: str, *, is_embedded: bool) -> "Settings":
+        """A copy pointing at ``servers`` (used once the embedded broker is up)."""
+        return replace(self, bootstrap_servers=servers, is_embedded=is_embedded)
+
+    def with_(self, **changes: Any) -> "Settings":
+        """A copy with ``changes`` (tests and entry points use this)."""
+        return replace(self, **changes)
+
+    @property
+    def effective_fetch_max_wait_ms(self) -> int | None:
+        """Small on the embedded broker (it never wakes a waiting fetch), Kafka's default elsewhere."""
+        if self.fetch_max_wait_ms is not None:
+            return self.fetch_max_wait_ms
+        return 10 if self.is_embedded else None
+
+    @property
+    def signing_key_bytes(self) -> bytes:
+        """The HMAC key; in dev mode without a key, a fixed, clearly-named development key."""
+        if self.signing_key:
+            return self.signing_key.reveal().encode()
+        return b"loopwise-dev-signing-key-not-for-production"
+
+    def kafka_config(self) -> dict[str, str]:
+        """librdkafka settings (confluent-kafka producer, consumer and admin)."""
+        if not self.bootstrap_servers:
+            raise ConfigError("no Kafka cluster: set KAFKA_BOOTSTRAP_SERVERS or start the embedded broker")
+        conf = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.reveal()
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        return conf
+
+    def topic(self, name: str) -> str:
+        """The full topic name of a logical name (``requests`` → ``lw.requests``)."""
+        return f"{self.topic_prefix}{name}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number") from exc
+    if value < minimum:
+        raise ConfigError(f"{name}={value}: must be at least {minimum}")
+    return value
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    return _int(env, name, 0, minimum=0) if (env.get(name) or "").strip() else None
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from exc
+    if value < minimum:
+        raise ConfigError(f"{name}={value}: must be at least {minimum}")
+    return value

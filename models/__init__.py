@@ -1,0 +1,1 @@
+"""River model wrappers: learn/predict, drift, signed snapshots."""

@@ -1,0 +1,1 @@
+"""Wire contracts: Avro schemas, typed records, serde, validation."""

@@ -1,0 +1,1 @@
+"""Where results leave loopwise: Prometheus metrics, Parquet, reports."""
