@@ -1,0 +1,188 @@
+"""One detector per (entity, signal): turns requests and metrics into ``Anomaly`` records, snapshot-able to JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from models.window import LogQuantile
+from processors.anomaly.detectors import VERSION, Direction, SeriesDetector
+from processors.drift import DriftMonitor
+from schemas.records import Anomaly, MetricEvent, RequestEvent, Severity, SignalKind, Status
+
+ERROR_RATE_ALPHA = 0.1  # ~ the last 20 requests: short enough to see an outage within seconds
+# Only rises of these signals hurt anyone; a route getting faster is not an incident.
+UPWARD_SIGNALS = frozenset({"latency_ms", "error_rate", "cost_usd"})
+
+
+@dataclass(frozen=True, slots=True)
+class SeverityPolicy:
+    """Score thresholds; each is raised to the entity's own ``tau``-quantile of past scores plus a margin.
+
+    So a noisy but steady entity, whose normal scores run high, needs a
+    stronger deviation to warn than a quiet one (it does not page anyone).
+    """
+
+    info: float = 0.5
+    warning: float = 0.75
+    critical: float = 0.9
+    tau: float = 0.995
+    margin: float = 0.05
+
+    def classify(self, score: float, score_quantile: float) -> Severity | None:
+        """The severity of ``score`` for an entity whose score quantile is ``score_quantile``."""
+        adapt = min(score_quantile + self.margin, 0.99)
+        if score >= max(self.critical, adapt + 0.05):
+            return Severity.CRITICAL
+        if score >= max(self.warning, adapt):
+            return Severity.WARNING
+        if score >= max(self.info, adapt - 0.05):
+            return Severity.INFO
+        return None
+
+
+class _Series:
+    """State of one (entity, signal): detector, score quantile, timing for the evidence window."""
+
+    __slots__ = ("kind", "detector", "scores", "last_ts_ms", "dt_ms")
+
+    def __init__(self, kind: str, detector: SeriesDetector, scores: LogQuantile) -> None:
+        self.kind, self.detector, self.scores = kind, detector, scores
+        self.last_ts_ms: int | None = None
+        self.dt_ms = 0.0  # EW inter-arrival time, to state the window without storing timestamps
+
+
+class DetectorBank:
+    """Keeps one :class:`SeriesDetector` per (entity, signal) and emits ``Anomaly`` records.
+
+    Args:
+        window: values each detector keeps (memory grows with it: see ``bench/detectors.py``).
+        warmup: values of a series before it may raise anything.
+        policy: severity thresholds.
+        drift: optional drift monitor fed with each series' robust residual; its
+            records wait in :meth:`take_drift` (``observe_request`` includes them).
+
+    >>> bank = DetectorBank(warmup=20)
+    >>> hits = [bank.observe("api", "service", "rps", 1000 * i, 100.0 + (i % 5))
+    ...         for i in range(200)]
+    >>> [h for h in hits if h]
+    []
+    >>> a = bank.observe("api", "service", "rps", 200_000, 900.0)
+    >>> a.severity, a.signal, a.value
+    (<Severity.CRITICAL: 'critical'>, 'rps', 900.0)
+    """
+
+    def __init__(self, window: int = 48, warmup: int = 60, policy: SeverityPolicy | None = None,
+                 drift: DriftMonitor | None = None) -> None:
+        self.window, self.warmup = window, warmup
+        self.policy = policy or SeverityPolicy()
+        self.drift = drift
+        self._series: dict[tuple[str, str], _Series] = {}
+        self._error_rates: dict[str, float] = {}
+        self._drifts: list[Anomaly] = []
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def observe(self, entity: str, entity_kind: str, signal: str, ts_ms: int,
+                value: float) -> Anomaly | None:
+        """Score ``value`` of one series at event time ``ts_ms``, then learn it."""
+        series = self._get(entity, entity_kind, signal)
+        scored = series.detector.step(value, ts_ms)
+        window_ms = self._advance_clock(series, ts_ms)
+        if not scored.is_warm or not math.isfinite(value):
+            return None
+        quantile = series.scores.value
+        series.scores.update(max(scored.score, 1e-6))
+        if self.drift is not None:
+            change = self.drift.observe(entity, entity_kind, signal, ts_ms, scored.z)
+            if change is not None:
+                self._drifts.append(change)
+        severity = self.policy.classify(scored.score, quantile)
+        if severity is None:
+            return None
+        return Anomaly(
+            anomaly_id=anomaly_id(entity, signal, ts_ms, series.detector.name),
+            ts_ms=ts_ms, entity=entity, entity_kind=entity_kind, signal=signal,
+            kind=SignalKind.ANOMALY, score=round(scored.score, 6), severity=severity, value=value,
+            expected_low=scored.expected_low, expected_high=scored.expected_high,
+            window_start_ms=ts_ms - window_ms, window_end_ms=ts_ms,
+            detector=series.detector.name, detector_version=VERSION)
+
+    def observe_request(self, event: RequestEvent) -> list[Anomaly]:
+        """Latency, error rate and cost per request of the route; latency and error rate of the workflow."""
+        is_error = 0.0 if event.status == Status.OK else 1.0
+        signals = [
+            (event.route, "route", "latency_ms", event.latency_ms),
+            (event.route, "route", "error_rate", self._error_rate(f"route:{event.route}", is_error)),
+            (event.route, "route", "cost_usd", event.cost_usd),
+            (event.workflow, "workflow", "latency_ms", event.latency_ms),
+            (event.workflow, "workflow", "error_rate",
+             self._error_rate(f"workflow:{event.workflow}", is_error)),
+        ]
+        found = [self.observe(e, k, s, event.ts_ms, v) for e, k, s, v in signals]
+        return [a for a in found if a is not None] + self.take_drift()
+
+    def take_drift(self) -> list[Anomaly]:
+        """Drift records found since the last call (empty without a drift monitor)."""
+        drifts, self._drifts = self._drifts, []
+        return drifts
+
+    def observe_metric(self, event: MetricEvent) -> Anomaly | None:
+        """One metric sample: entity = source, signal = metric name."""
+        return self.observe(event.source, "metric_source", event.name, event.ts_ms, event.value)
+
+    def _get(self, entity: str, entity_kind: str, signal: str) -> _Series:
+        key = (entity, signal)
+        series = self._series.get(key)
+        if series is None:
+            direction: Direction = "up" if signal in UPWARD_SIGNALS else "both"
+            detector = SeriesDetector(window=self.window, warmup=self.warmup, direction=direction)
+            series = _Series(entity_kind, detector, LogQuantile(self.policy.tau, 0.05))
+            self._series[key] = series
+        return series
+
+    def _advance_clock(self, series: _Series, ts_ms: int) -> int:
+        if series.last_ts_ms is not None:
+            gap = max(ts_ms - series.last_ts_ms, 0)
+            series.dt_ms = gap if series.dt_ms == 0.0 else series.dt_ms + 0.05 * (gap - series.dt_ms)
+        series.last_ts_ms = ts_ms
+        return int(series.dt_ms * min(series.detector.seen, self.window))
+
+    def _error_rate(self, key: str, is_error: float) -> float:
+        rate = self._error_rates.get(key, is_error)
+        rate += ERROR_RATE_ALPHA * (is_error - rate)
+        self._error_rates[key] = rate
+        return rate
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain JSON-able state of every series (for a changelog table); no pickle."""
+        return {
+            "version": VERSION, "window": self.window, "warmup": self.warmup,
+            "series": [{"entity": e, "signal": s, "kind": v.kind, "detector": v.detector.snapshot(),
+                        "scores": v.scores.snapshot(), "last_ts_ms": v.last_ts_ms, "dt_ms": v.dt_ms}
+                       for (e, s), v in self._series.items()],
+            "error_rates": dict(self._error_rates),
+            "drift": self.drift.snapshot() if self.drift is not None else None,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Replace this bank's state by a :meth:`snapshot`."""
+        self.window, self.warmup = int(state["window"]), int(state["warmup"])
+        self._series = {}
+        for item in state["series"]:
+            series = _Series(item["kind"], SeriesDetector.restore(item["detector"]),
+                             LogQuantile.restore(item["scores"]))
+            series.last_ts_ms, series.dt_ms = item["last_ts_ms"], float(item["dt_ms"])
+            self._series[(item["entity"], item["signal"])] = series
+        self._error_rates = {k: float(v) for k, v in state["error_rates"].items()}
+        if self.drift is not None and state.get("drift") is not None:
+            self.drift.restore(state["drift"])
+
+
+def anomaly_id(entity: str, signal: str, ts_ms: int, detector: str) -> str:
+    """Stable id (blake2b, not the salted builtin hash) so a replay yields the same ids."""
+    key = f"{entity}\x1f{signal}\x1f{ts_ms}\x1f{detector}".encode()
+    return hashlib.blake2b(key, digest_size=12).hexdigest()
