@@ -1,0 +1,182 @@
+"""Outcomes: each request joined with its feedback, in event time.
+
+A request yields a provisional outcome at once; its final outcome comes when
+the workflow's feedback window (default 1 h) closes, as measured by the
+watermark (the newest event time seen). Feedback may come before its request,
+twice, late or never; it is counted once, and feedback for a request whose
+window has closed is reported ``LATE``, never folded into a final outcome
+that was already emitted.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Iterable
+
+from processors.reward import reward
+from processors.workflows import WorkflowRegistry
+from schemas.records import FeedbackEvent, FeedbackKind, Outcome, RequestEvent, Status
+
+#: Quality assumed for the reward while no feedback says otherwise; ``Outcome.quality`` stays None.
+NEUTRAL_QUALITY = 0.5
+
+# Explicit feedback speaks louder than implicit signals.
+_KIND_WEIGHT = {
+    FeedbackKind.THUMBS: 1.0, FeedbackKind.RATING: 1.0, FeedbackKind.NPS: 1.0,
+    FeedbackKind.TASK_COMPLETED: 0.7, FeedbackKind.DELETE: 0.7,
+    FeedbackKind.EDIT: 0.4, FeedbackKind.DWELL: 0.3,
+}
+
+
+def feedback_quality(kind: FeedbackKind, value: float) -> float:
+    """One feedback's quality estimate in [0, 1].
+
+    thumbs: >0 up, else down · rating: 1–5 stars · nps: 0–10 · task_completed: 1/0 ·
+    delete: always 0 · edit: fraction of the answer edited (0–1) · dwell: seconds read
+    (30 s or more counts as fully read).
+
+    >>> feedback_quality(FeedbackKind.RATING, 4), feedback_quality(FeedbackKind.EDIT, 0.5)
+    (0.75, 0.5)
+    """
+    if kind is FeedbackKind.THUMBS:
+        return 1.0 if value > 0 else 0.0
+    if kind is FeedbackKind.RATING:
+        return _clip((value - 1.0) / 4.0)
+    if kind is FeedbackKind.NPS:
+        return _clip(value / 10.0)
+    if kind is FeedbackKind.TASK_COMPLETED:
+        return 1.0 if value > 0 else 0.0
+    if kind is FeedbackKind.DELETE:
+        return 0.0
+    if kind is FeedbackKind.EDIT:
+        return _clip(1.0 - value)
+    return _clip(value / 30.0)  # dwell
+
+
+def combined_quality(feedback: Iterable[FeedbackEvent]) -> float | None:
+    """Weighted mean of the feedback's quality estimates; None without feedback."""
+    total = weight = 0.0
+    for item in feedback:
+        w = _KIND_WEIGHT[item.kind]
+        total += w * feedback_quality(item.kind, item.value)
+        weight += w
+    return total / weight if weight else None
+
+
+class FeedbackVerdict(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    LATE = "late"
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: RequestEvent | None = None
+    feedback: dict[str, FeedbackEvent] = field(default_factory=dict)
+    deadline_ms: int = 0
+
+
+class OutcomeCorrelator:
+    """Joins requests and feedback of one partition into provisional and final outcomes.
+
+    >>> from tests.factories import make_request, make_feedback
+    >>> c = OutcomeCorrelator(WorkflowRegistry())
+    >>> c.on_request(make_request("r1", ts_ms=0)).is_final
+    False
+    >>> str(c.on_feedback(make_feedback("r1", ts_ms=1_000, kind="thumbs", value=1)))
+    'accepted'
+    >>> [(o.request_id, o.is_final, o.quality) for o in c.advance(3_600_000)]
+    [('r1', True, 1.0)]
+    >>> str(c.on_feedback(make_feedback("r1", ts_ms=3_600_500, kind="rating", value=1)))
+    'late'
+    """
+
+    def __init__(self, registry: WorkflowRegistry, max_closed: int = 500_000) -> None:
+        self._registry = registry
+        self._pending: dict[str, _Pending] = {}
+        self._deadlines: list[tuple[int, str]] = []
+        self._closed: dict[str, int] = {}  # request_id -> deadline, insertion-ordered
+        self._max_closed = max_closed
+        self.watermark_ms = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def on_request(self, request: RequestEvent) -> Outcome | None:
+        """The request's provisional outcome; None if it was already seen."""
+        self._see(request.ts_ms)
+        pending = self._pending.get(request.request_id)
+        if request.request_id in self._closed or (pending is not None and pending.request is not None):
+            return None
+        if pending is None:
+            pending = self._pending[request.request_id] = _Pending()
+        pending.request = request
+        window_ms = int(self._registry.window_s(request.workflow) * 1000)
+        pending.deadline_ms = request.ts_ms + window_ms
+        heapq.heappush(self._deadlines, (pending.deadline_ms, request.request_id))
+        return self._outcome(pending, request, is_final=False, ts_ms=request.ts_ms)
+
+    def on_feedback(self, feedback: FeedbackEvent) -> FeedbackVerdict:
+        """Attach feedback to its request (which may not have arrived yet)."""
+        self._see(feedback.ts_ms)
+        if feedback.request_id in self._closed:
+            return FeedbackVerdict.LATE
+        pending = self._pending.get(feedback.request_id)
+        if pending is None:
+            # Feedback before its request: wait for it, but not forever.
+            window_ms = int(self._registry.window_s(feedback.workflow or "") * 1000)
+            pending = self._pending[feedback.request_id] = _Pending(deadline_ms=feedback.ts_ms + window_ms)
+            heapq.heappush(self._deadlines, (pending.deadline_ms, feedback.request_id))
+        if feedback.feedback_id in pending.feedback:
+            return FeedbackVerdict.DUPLICATE
+        pending.feedback[feedback.feedback_id] = feedback
+        return FeedbackVerdict.ACCEPTED
+
+    def advance(self, watermark_ms: int | None = None) -> list[Outcome]:
+        """Final outcomes of every window that closed by ``watermark_ms`` (default: newest event)."""
+        if watermark_ms is not None:
+            self._see(watermark_ms)
+        finals: list[Outcome] = []
+        while self._deadlines and self._deadlines[0][0] <= self.watermark_ms:
+            deadline_ms, request_id = heapq.heappop(self._deadlines)
+            pending = self._pending.get(request_id)
+            if pending is None or pending.deadline_ms != deadline_ms:
+                continue  # superseded entry (the request arrived after its feedback)
+            del self._pending[request_id]
+            self._close(request_id, deadline_ms)
+            if pending.request is not None:
+                finals.append(self._outcome(pending, pending.request, is_final=True, ts_ms=deadline_ms))
+        return finals
+
+    def _see(self, ts_ms: int) -> None:
+        if ts_ms > self.watermark_ms:
+            self.watermark_ms = ts_ms
+
+    def _close(self, request_id: str, deadline_ms: int) -> None:
+        self._closed[request_id] = deadline_ms
+        if len(self._closed) > self._max_closed:
+            del self._closed[next(iter(self._closed))]
+
+    def _outcome(self, pending: _Pending, request: RequestEvent, *, is_final: bool, ts_ms: int) -> Outcome:
+        quality = combined_quality(pending.feedback.values())
+        is_error = request.status is not Status.OK
+        parts = reward(
+            NEUTRAL_QUALITY if quality is None else quality,
+            request.latency_ms, request.cost_usd, is_error,
+            self._registry.objective(request.workflow),
+        )
+        return Outcome(
+            request_id=request.request_id, ts_ms=ts_ms, request_ts_ms=request.ts_ms,
+            workflow=request.workflow, workflow_version=request.workflow_version, route=request.route,
+            segment=self._registry.segment(request.workflow, request.context), status=request.status,
+            latency_ms=request.latency_ms, cost_usd=request.cost_usd,
+            reward=parts.total, reward_quality=parts.quality, reward_latency=parts.latency,
+            reward_cost=parts.cost, reward_error=parts.error, is_final=is_final,
+            feedback_count=len(pending.feedback), quality=quality, variant=request.variant,
+        )
+
+
+def _clip(x: float) -> float:
+    return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x

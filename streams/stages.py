@@ -1,0 +1,186 @@
+"""Stages: what each agent does with a batch of raw messages, free of Faust.
+
+A stage admits its inputs through ``InputGate``s (decode, validate,
+deduplicate, dead-letter), calls its processors, and returns the messages to
+send. Agents (``streams.agents``) only move bytes between Kafka and stages,
+so a stage runs the same under Faust, the fast path, or a unit test.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from infra.settings import Settings
+from infra.topics import BY_NAME
+from processors.correlation import FeedbackVerdict, OutcomeCorrelator
+from processors.dedup import Deduplicator
+from processors.workflows import WorkflowRegistry
+from schemas.records import DeadLetter, FeedbackEvent, RequestEvent, WorkflowDefinition
+from schemas.serde import RECORD_TYPES, Codec, make_codec
+from sinks.prometheus import Metrics
+from streams.edge import InputGate, RawMessage
+
+#: Which record field identifies an event of each input topic (for deduplication).
+DEDUP_FIELDS = {"requests": "request_id", "feedback": "feedback_id", "jobs": "job_id", "route.requests": "request_id"}
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message a stage wants sent."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class StageEnv:
+    """What stages share: settings-derived codecs and topic names, metrics, the workflow registry."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, now_ms: Callable[[], int] = wall_clock_ms) -> None:
+        self.settings, self.metrics, self.now_ms = settings, metrics, now_ms
+        self.registry = WorkflowRegistry()
+        self._codecs: dict[str, Codec[Any]] = {}
+
+    def topic(self, logical: str) -> str:
+        return self.settings.topic(logical)
+
+    def codec(self, logical: str) -> Codec[Any]:
+        codec = self._codecs.get(logical)
+        if codec is None:
+            record_type = RECORD_TYPES[BY_NAME[logical].record]
+            codec = self._codecs[logical] = make_codec(
+                record_type, topic=self.topic(logical), registry_url=self.settings.schema_registry_url,
+                max_event_bytes=self.settings.max_event_bytes,
+            )
+        return codec
+
+    def gate(self, logical: str, *, dedup_horizon_ms: int = 3_600_000) -> InputGate[Any]:
+        spec = BY_NAME[logical]
+        key_field = spec.key if spec.key in _field_names(RECORD_TYPES[spec.record]) else None
+        dedup_field = DEDUP_FIELDS.get(logical)
+        return InputGate(
+            self.codec(logical), key_field=key_field, dedup_field=dedup_field,
+            dedup=Deduplicator(dedup_horizon_ms) if dedup_field else None, now_ms=self.now_ms,
+        )
+
+    def encode(self, logical: str, key: str | None, record: Any) -> Outgoing:
+        return Outgoing(self.topic(logical), None if key is None else key.encode(), self.codec(logical).encode(record))
+
+    def dead(self, letter: DeadLetter) -> Outgoing:
+        self.metrics.dead_letters(letter.source_topic, letter.reason).inc()
+        return self.encode("dlq", letter.source_topic, letter)
+
+
+class Stage:
+    """Base: route each message to its topic's gate, count it, hand valid records to ``on_record``."""
+
+    name = "stage"
+    inputs: tuple[str, ...] = ()
+
+    def __init__(self, env: StageEnv) -> None:
+        self.env = env
+        self._gates = {env.topic(name): env.gate(name) for name in self.inputs}
+        self._logical = {env.topic(name): name for name in self.inputs}
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(self._gates)
+
+    def handle(self, batch: Sequence[RawMessage]) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        counts: dict[str, int] = {}
+        for message in batch:
+            result = self._gates[message.topic].admit_one(message)
+            if isinstance(result, DeadLetter):
+                out.append(self.env.dead(result))
+                continue
+            counts[message.topic] = counts.get(message.topic, 0) + 1
+            self.on_record(self._logical[message.topic], message, result, out)
+        out.extend(self.after_batch())
+        for topic, n in counts.items():
+            self.env.metrics.events_in(topic).inc(n)
+        return out
+
+    def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
+        """Handle one valid, new record; append what to send to ``out``."""
+
+    def after_batch(self) -> list[Outgoing]:
+        return []
+
+
+class CorrelateStage(Stage):
+    """requests + feedback → outcomes (provisional at once, final when the window closes)."""
+
+    name = "correlate"
+    inputs = ("requests", "feedback")
+
+    def __init__(self, env: StageEnv) -> None:
+        super().__init__(env)
+        self.correlators: dict[int, OutcomeCorrelator] = {}
+        self._touched: set[int] = set()
+
+    def _correlator(self, partition: int) -> OutcomeCorrelator:
+        found = self.correlators.get(partition)
+        if found is None:
+            found = self.correlators[partition] = OutcomeCorrelator(self.env.registry)
+        return found
+
+    def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
+        correlator = self._correlator(message.partition)
+        self._touched.add(message.partition)
+        if isinstance(record, RequestEvent):
+            outcome = correlator.on_request(record)
+            if outcome is not None:
+                out.append(self.env.encode("outcomes", outcome.request_id, outcome))
+            return
+        assert isinstance(record, FeedbackEvent)
+        verdict = correlator.on_feedback(record)
+        if verdict is FeedbackVerdict.LATE:
+            letter = self._gates[message.topic].dead_letter(
+                message, "too_late", f"feedback for request {record.request_id!r} arrived after its window closed",
+            )
+            out.append(self.env.dead(letter))
+        elif verdict is FeedbackVerdict.DUPLICATE:
+            letter = self._gates[message.topic].dead_letter(
+                message, "duplicate", f"duplicate feedback_id={record.feedback_id!r}",
+            )
+            out.append(self.env.dead(letter))
+
+    def after_batch(self) -> list[Outgoing]:
+        out = []
+        for partition in self._touched:
+            for outcome in self.correlators[partition].advance():
+                out.append(self.env.encode("outcomes", outcome.request_id, outcome))
+        self._touched.clear()
+        return out
+
+
+class WorkflowStage(Stage):
+    """workflows → the shared registry (objectives, windows, segments, routes)."""
+
+    name = "workflows"
+    inputs = ("workflows",)
+
+    def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
+        assert isinstance(record, WorkflowDefinition)
+        self.env.registry.update(record)
+
+
+class ObserveStage(Stage):
+    """metrics, logs, jobs, route requests: validated and counted (their processors plug in here)."""
+
+    name = "observe"
+    inputs = ("metrics", "logs", "jobs", "route.requests")
+
+
+STAGES: tuple[type[Stage], ...] = (WorkflowStage, CorrelateStage, ObserveStage)
+
+
+def _field_names(record_type: type) -> frozenset[str]:
+    return frozenset(getattr(record_type, "__dataclass_fields__", {}))
