@@ -64,7 +64,8 @@ def check_schema(name: str, current_text: str, baseline_text: str) -> list[Incom
     found = []
     if result.compatibility is not SchemaCompatibilityType.compatible:
         kinds = ", ".join(sorted({kind.value for kind in result.incompatibilities}))
-        location = ", ".join(sorted(result.locations))
+        # avro merges results starting from the root's "/": keep it only when it is all there is.
+        location = ", ".join(sorted(result.locations - {"/"})) or "/"
         found.append(Incompatibility(name, kinds, location, "; ".join(sorted(result.messages))))
     return found + _removed_defaults(name, json.loads(current_text), json.loads(baseline_text), "")
 
