@@ -129,6 +129,10 @@ class OutcomeCorrelator:
             window_ms = int(self._registry.window_s(feedback.workflow or "") * 1000)
             pending = self._pending[feedback.request_id] = _Pending(deadline_ms=feedback.ts_ms + window_ms)
             heapq.heappush(self._deadlines, (pending.deadline_ms, feedback.request_id))
+        if pending.request is not None and pending.deadline_ms <= self.watermark_ms:
+            # The window has closed in event time, even if advance() has not run yet:
+            # the verdict depends on event order only, never on batch boundaries.
+            return FeedbackVerdict.LATE
         if feedback.feedback_id in pending.feedback:
             return FeedbackVerdict.DUPLICATE
         pending.feedback[feedback.feedback_id] = feedback

@@ -1,0 +1,66 @@
+"""Stages driven in memory: what they send for a batch, with no Kafka."""
+
+from __future__ import annotations
+
+import orjson
+
+from infra.settings import Settings
+from schemas.records import FeedbackEvent, Outcome, RequestEvent, WorkflowDefinition
+from schemas.serde import json_codec
+from sinks.prometheus import Metrics
+from streams.edge import RawMessage
+from streams.stages import CorrelateStage, ObserveStage, StageEnv, WorkflowStage
+from tests.factories import make_feedback, make_metric, make_request, make_workflow
+
+T0 = 1_700_000_000_000
+
+
+def env() -> StageEnv:
+    return StageEnv(Settings(bootstrap_servers="unused:9092", topic_prefix="p."), Metrics(), now_ms=lambda: 1)
+
+
+def msg(topic: str, record: object, offset: int = 0, partition: int = 0) -> RawMessage:
+    value = json_codec(type(record)).encode(record)
+    return RawMessage(topic, partition, offset, None, value, T0)
+
+
+def decode(outgoing, record_type):  # type: ignore[no-untyped-def]
+    return json_codec(record_type).decode(outgoing.value)
+
+
+def test_correlate_stage_emits_provisional_final_and_dead_letters() -> None:
+    e = env()
+    stage = CorrelateStage(e)
+    batch = [
+        msg("p.requests", make_request("r1", ts_ms=T0), 0),
+        msg("p.feedback", make_feedback("r1", ts_ms=T0 + 10, kind="thumbs", value=1, feedback_id="f1"), 0),
+        msg("p.feedback", make_feedback("r1", ts_ms=T0 + 20, kind="thumbs", value=1, feedback_id="f1"), 1),
+        msg("p.requests", make_request("r2", ts_ms=T0 + 3_600_000), 1),
+        msg("p.feedback", make_feedback("r1", ts_ms=T0 + 3_600_001, kind="rating", value=1, feedback_id="f2"), 2),
+    ]
+    out = stage.handle(batch)
+    topics = [o.topic for o in out]
+    assert topics == ["p.outcomes", "p.dlq", "p.outcomes", "p.dlq", "p.outcomes"]
+    first, second, final = (decode(o, Outcome) for o in out if o.topic == "p.outcomes")
+    assert (first.request_id, first.is_final) == ("r1", False)
+    assert (second.request_id, second.is_final) == ("r2", False)
+    assert (final.request_id, final.is_final, final.quality, final.feedback_count) == ("r1", True, 1.0, 1)
+    reasons = [orjson.loads(o.value)["reason"] for o in out if o.topic == "p.dlq"]
+    assert reasons == ["duplicate", "too_late"]
+    assert e.metrics.value("loopwise_events_in_total", topic="p.requests") == 2
+    assert e.metrics.value("loopwise_dlq_total", topic="p.feedback", reason="too_late") == 1
+
+
+def test_workflow_stage_feeds_the_shared_registry() -> None:
+    e = env()
+    WorkflowStage(e).handle([msg("p.workflows", make_workflow(context_keys=("tenant",)))])
+    out = CorrelateStage(e).handle([msg("p.requests", make_request("r1"))])
+    assert decode(out[0], Outcome).segment == "tenant=acme"
+
+
+def test_observe_stage_counts_and_dead_letters() -> None:
+    e = env()
+    bad = RawMessage("p.metrics", 0, 1, None, b"{}", T0)
+    out = ObserveStage(e).handle([msg("p.metrics", make_metric()), bad])
+    assert [o.topic for o in out] == ["p.dlq"]
+    assert e.metrics.value("loopwise_events_in_total", topic="p.metrics") == 1
