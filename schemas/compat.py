@@ -60,7 +60,7 @@ def check_schema(name: str, current_text: str, baseline_text: str) -> list[Incom
         reader, writer = avro.schema.parse(current_text), avro.schema.parse(baseline_text)
     except (avro.errors.SchemaParseException, ValueError) as exc:
         return [Incompatibility(name, "unparseable", "/", str(exc))]
-    result = ReaderWriterCompatibilityChecker().get_compatibility(reader, writer)
+    result = ReaderWriterCompatibilityChecker().get_compatibility(reader, writer)  # type: ignore[no-untyped-call]
     found = []
     if result.compatibility is not SchemaCompatibilityType.compatible:
         kinds = ", ".join(sorted({kind.value for kind in result.incompatibilities}))

@@ -114,7 +114,7 @@ def display_avro(raw: bytes, registry_url: str | None) -> dict[str, Any]:
     if registry_url is None:
         return {**fallback, "_error": "Confluent-framed Avro, but no schema registry URL is configured"}
     try:
-        writer = fastavro.parse_schema(json.loads(registry_client(registry_url).get_schema(schema_id).schema_str))
+        writer = fastavro.parse_schema(json.loads(registry_client(registry_url).get_schema(schema_id).schema_str or "null"))
         data = fastavro.schemaless_reader(io.BytesIO(raw[_HEADER.size:]), writer, None)
     except Exception as exc:  # noqa: BLE001 - display must show something whatever went wrong
         return {**fallback, "_error": f"{type(exc).__name__}: {exc}"}

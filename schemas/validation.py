@@ -105,7 +105,7 @@ def _double(low: float, high: float) -> Load:
             raise SchemaError("not_finite", f"{show(value)} is not a finite number")
         if value < low or value > high:
             raise SchemaError("out_of_range", f"{show(value)} outside [{low}, {high}]")
-        return value
+        return float(value)
     return load
 
 
@@ -134,7 +134,7 @@ def _enum(enum_type: type[enum.Enum]) -> Load:
     table = dict(enum_type._value2member_map_)
     symbols = ", ".join(str(member.value) for member in enum_type)
 
-    def load(value: Any) -> enum.Enum:
+    def load(value: Any) -> Any:
         if type(value) is str:
             member = table.get(value)
         else:
@@ -143,7 +143,7 @@ def _enum(enum_type: type[enum.Enum]) -> Load:
             if not isinstance(value, str):
                 raise _wrong(f"one of {symbols}", value)
             raise SchemaError("bad_enum", f"{show(value)} is not one of {symbols}")
-        return member  # type: ignore[return-value]
+        return member
     return load
 
 
@@ -207,7 +207,7 @@ def field_loader(name: str, hint: Any, is_b64: bool) -> Load:
         return _bytes_b64 if is_b64 else _bytes_raw
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return _enum(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return compile_record(hint, is_b64=is_b64)[0]
     raise TypeError(f"no converter for field {name!r} of type {hint!r}")
 
@@ -228,7 +228,7 @@ def _field_dumper(hint: Any, is_b64: bool) -> Dump | None:
         return lambda value: value.value
     if hint is bytes:
         return (lambda value: base64.b64encode(value).decode("ascii")) if is_b64 else None
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return compile_record(hint, is_b64=is_b64)[1]
     return None
 
@@ -253,7 +253,7 @@ def compile_record(record_type: type, *, is_b64: bool = True) -> tuple[Load, Dum
         return cached
     hints = typing.get_type_hints(record_type)
     fields = dataclasses.fields(record_type)
-    specs = tuple(
+    specs: tuple[tuple[str, Load, Any, Any], ...] = tuple(
         (f.name, field_loader(f.name, hints[f.name], is_b64), f.default, f.default_factory)
         for f in fields
     )
