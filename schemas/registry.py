@@ -19,7 +19,7 @@ import fastavro
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
-from confluent_kafka.serialization import MessageField, SerializationContext
+from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
 
 from schemas.catalog import schema_of
 from schemas.fastpath import fast_loader
@@ -30,6 +30,10 @@ R = TypeVar("R")
 _CLIENTS: dict[str, SchemaRegistryClient] = {}
 _HEADER = struct.Struct(">bI")
 _NOT_FOUND = 404
+# What corrupt Avro bytes make fastavro/confluent raise. Deliberately not Exception:
+# an unreachable registry (httpx/OS errors) is an outage to surface, not bad input to dead-letter.
+_CORRUPT = (SerializationError, EOFError, IndexError, KeyError, ValueError, TypeError, OverflowError,
+            struct.error, AssertionError)
 
 
 def registry_client(url: str) -> SchemaRegistryClient:
@@ -81,7 +85,7 @@ class RegistryCodec(Generic[R]):
             if exc.http_status_code != _NOT_FOUND:
                 raise
             raise SchemaError("bad_wire_format", f"unknown schema id {_HEADER.unpack_from(raw)[1]}") from exc
-        except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds for corrupt bytes
+        except _CORRUPT as exc:
             raise SchemaError("malformed", f"corrupt Avro payload: {type(exc).__name__}: {exc}") from exc
         if not isinstance(data, dict):
             raise SchemaError("not_an_object", f"expected a record, got {type(data).__name__}")
