@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
+import numpy as np
 from river import anomaly, linear_model, optim, preprocessing, time_series
 
 from models.window import LogQuantile, SortedWindow, squash
@@ -83,9 +84,10 @@ class GaussianTail:
 
     def raw_step(self, value: float) -> float:
         """Two-sided tail strength ``-log(1 - score)`` of the value, then learn."""
-        score = float(self._scorer.score_one(None, value))
+        with np.errstate(divide="ignore", invalid="ignore"):  # zero variance: constant so far
+            score = float(self._scorer.score_one(None, value))
         self._scorer.learn_one(None, value)
-        return -math.log(max(1.0 - score, 1e-12))
+        return -math.log(max(1.0 - score, 1e-12)) if math.isfinite(score) else 0.0
 
 
 class ForecastResidual:

@@ -15,6 +15,8 @@ from schemas.records import Anomaly, MetricEvent, RequestEvent, Severity, Signal
 ERROR_RATE_ALPHA = 0.1  # ~ the last 20 requests: short enough to see an outage within seconds
 # Only rises of these signals hurt anyone; a route getting faster is not an incident.
 UPWARD_SIGNALS = frozenset({"latency_ms", "error_rate", "cost_usd"})
+# One error moves the short-window rate by ERROR_RATE_ALPHA; a lone error must stay below z = 2.
+MIN_SCALES = {"error_rate": 0.05}
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,8 @@ class DetectorBank:
         series = self._series.get(key)
         if series is None:
             direction: Direction = "up" if signal in UPWARD_SIGNALS else "both"
-            detector = SeriesDetector(window=self.window, warmup=self.warmup, direction=direction)
+            detector = SeriesDetector(window=self.window, warmup=self.warmup, direction=direction,
+                                      min_scale=MIN_SCALES.get(signal, 0.0))
             series = _Series(entity_kind, detector, LogQuantile(self.policy.tau, 0.05))
             self._series[key] = series
         return series

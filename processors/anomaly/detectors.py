@@ -58,6 +58,10 @@ class SeriesDetector:
         window: values kept for the rolling median and scale.
         warmup: values learned before any score above 0.
         direction: ``up`` ignores drops (latency, error rate), ``down`` rises.
+        season_bins: time-of-day bins of a learned seasonal offset removed before
+            scoring (0: off — it did not pay on the benchmark, see ``seasonal``).
+        min_scale: absolute floor of the scales, for bounded signals whose
+            natural unit is known (an error rate moves by whole requests).
 
     >>> d = SeriesDetector(window=16, warmup=8)
     >>> [d.step(float(i % 3)).score for i in range(9)][-1] < 0.5
@@ -67,10 +71,10 @@ class SeriesDetector:
     """
 
     __slots__ = ("method", "window", "warmup", "direction", "_n", "_recent", "_level",
-                 "_steps", "_absdev", "_absstep", "_ew", "_q_level", "_q_diff", "season_bins", "_season")
+                 "_steps", "_absdev", "_absstep", "_ew", "_q_level", "_q_diff", "season_bins", "_season", "min_scale")
 
     def __init__(self, method: Method = "ensemble", window: int = 64, warmup: int = 32,
-                 direction: Direction = "both", season_bins: int = 48) -> None:
+                 direction: Direction = "both", season_bins: int = 0, min_scale: float = 0.0) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; one of {METHODS}")
         self.method, self.window, self.warmup, self.direction = method, window, warmup, direction
@@ -83,7 +87,7 @@ class SeriesDetector:
         self._ew = array("d", (0.0, 0.0))  # EW mean, EW variance
         self._q_level = LogQuantile(0.99, Z_FLOOR)
         self._q_diff = LogQuantile(0.99, Z_FLOOR)
-        self.season_bins = season_bins
+        self.season_bins, self.min_scale = season_bins, min_scale
         self._season = array("d", bytes(8 * season_bins))  # time-of-day offsets
 
     @property
@@ -167,12 +171,15 @@ class SeriesDetector:
 
     def _level_scale(self, median: float) -> float:
         iqr = self._level.quantile(0.75) - self._level.quantile(0.25)
-        # The floor keeps an exactly constant series at z = 0 instead of 0/0.
-        return max(iqr / IQR_TO_SIGMA, MEAN_ABS_TO_SIGMA * self._absdev, 1e-9 * abs(median), 1e-300)
+        # Mean absolute deviation only when the IQR is 0 (quantised series): it is not robust.
+        # The last floors keep an exactly constant series at z = 0 instead of 0/0.
+        scale = iqr / IQR_TO_SIGMA if iqr > 0.0 else MEAN_ABS_TO_SIGMA * self._absdev
+        return max(scale, self.min_scale, 1e-9 * abs(median), 1e-300)
 
     def _step_scale(self, median: float) -> float:
         med_step = self._steps.quantile(0.5) / MEDIAN_ABS_TO_SIGMA
-        return max(med_step, MEAN_ABS_TO_SIGMA * self._absstep, 1e-9 * abs(median), 1e-300)
+        scale = med_step if med_step > 0.0 else MEAN_ABS_TO_SIGMA * self._absstep
+        return max(scale, self.min_scale, 1e-9 * abs(median), 1e-300)
 
     def _learn(self, x: float, median: float, zs: tuple[float, float], is_warm: bool) -> None:
         alpha = 2.0 / (self.window + 1.0)
@@ -205,13 +212,14 @@ class SeriesDetector:
             "absdev": self._absdev, "absstep": self._absstep, "ew": list(self._ew),
             "q_level": self._q_level.snapshot(), "q_diff": self._q_diff.snapshot(),
             "season_bins": self.season_bins, "season": list(self._season),
+            "min_scale": self.min_scale,
         }
 
     @classmethod
     def restore(cls, state: dict[str, Any]) -> SeriesDetector:
         """Rebuild a detector from :meth:`snapshot`."""
         d = cls(state["method"], int(state["window"]), int(state["warmup"]), state["direction"],
-                int(state["season_bins"]))
+                int(state["season_bins"]), float(state["min_scale"]))
         d._n = int(state["n"])
         d._recent = array("d", (float(v) for v in state["recent"]))
         d._level = SortedWindow.restore(state["level"])

@@ -9,8 +9,8 @@ from processors.anomaly.detectors import METHODS, SeriesDetector
 
 DEFAULT_DETECTOR = "ensemble"
 RIVER_DETECTORS = ("hst", "gaussian", "holtwinters", "snarimax")
-FLAT = "ensemble-flat"  # the ensemble without time-of-day adjustment
-DETECTORS: tuple[str, ...] = ("default", *METHODS, FLAT, *RIVER_DETECTORS)
+SEASONAL = "seasonal"  # the ensemble on values adjusted by learned time-of-day offsets
+DETECTORS: tuple[str, ...] = ("default", *METHODS, SEASONAL, *RIVER_DETECTORS)
 
 
 class SeriesScorer(Protocol):
@@ -50,8 +50,8 @@ def make_scorer(name: str = "default", seed: int = 42, warmup: int = 32) -> Seri
     """
     if name == "default":
         name = DEFAULT_DETECTOR
-    if name == FLAT:
-        return _RobustScorer(SeriesDetector(warmup=warmup, season_bins=0))
+    if name == SEASONAL:
+        return _RobustScorer(SeriesDetector(warmup=warmup, season_bins=48))
     if name in METHODS:
         return _RobustScorer(SeriesDetector(method=name, warmup=warmup))  # type: ignore[arg-type]
     if name in RIVER_DETECTORS:
