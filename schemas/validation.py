@@ -29,6 +29,8 @@ from schemas.rules import NON_EMPTY, NON_NEGATIVE, UNIT_INTERVAL, UNIT_INTERVAL_
 REASONS: Final[tuple[str, ...]] = (
     "too_large", "empty", "malformed", "not_an_object", "missing_field", "unknown_field",
     "wrong_type", "bad_enum", "out_of_range", "not_finite", "bad_wire_format",
+    # Decided at the input edge (streams/edge.py, streams/stages.py), not by decoding alone:
+    "key_mismatch", "duplicate", "too_late",
 )
 MAX_STRING_CHARS: Final = 64 * 1024
 LONG_MIN: Final = -(2**63)
