@@ -14,10 +14,12 @@ from typing import Any, Callable, Sequence
 
 from infra.settings import Settings
 from infra.topics import BY_NAME
+from processors.anomaly import DetectorBank
 from processors.correlation import FeedbackVerdict, OutcomeCorrelator
 from processors.dedup import Deduplicator
+from processors.throttle import AnomalyThrottle
 from processors.workflows import WorkflowRegistry
-from schemas.records import DeadLetter, FeedbackEvent, RequestEvent, WorkflowDefinition
+from schemas.records import Anomaly, DeadLetter, FeedbackEvent, MetricEvent, RequestEvent, WorkflowDefinition
 from schemas.serde import RECORD_TYPES, Codec, make_codec
 from sinks.prometheus import Metrics
 from streams.edge import InputGate, RawMessage
@@ -72,6 +74,11 @@ class StageEnv:
     def encode(self, logical: str, key: str | None, record: Any) -> Outgoing:
         return Outgoing(self.topic(logical), None if key is None else key.encode(), self.codec(logical).encode(record))
 
+    def anomalies(self, found: list[Anomaly], throttle: AnomalyThrottle, out: list[Outgoing]) -> None:
+        for anomaly in found:
+            if throttle.admit(anomaly):
+                out.append(self.encode("anomalies", anomaly.entity, anomaly))
+
     def dead(self, letter: DeadLetter) -> Outgoing:
         self.metrics.dead_letters(letter.source_topic, letter.reason).inc()
         return self.encode("dlq", letter.source_topic, letter)
@@ -115,7 +122,14 @@ class Stage:
 
 
 class CorrelateStage(Stage):
-    """requests + feedback → outcomes (provisional at once, final when the window closes)."""
+    """requests + feedback → outcomes (provisional at once, final when the window closes);
+    requests → anomalies per route and workflow (latency, error rate, cost).
+
+    Correlation state is per partition (requests and feedback share the key, so a
+    request and its feedback always meet in one partition). The detectors see all
+    of this worker's partitions: a route's health is a statistic of its traffic,
+    and any share of that traffic estimates it.
+    """
 
     name = "correlate"
     inputs = ("requests", "feedback")
@@ -124,6 +138,8 @@ class CorrelateStage(Stage):
         super().__init__(env)
         self.correlators: dict[int, OutcomeCorrelator] = {}
         self._touched: set[int] = set()
+        self.detectors = DetectorBank()
+        self.throttle = AnomalyThrottle()
 
     def _correlator(self, partition: int) -> OutcomeCorrelator:
         found = self.correlators.get(partition)
@@ -138,6 +154,7 @@ class CorrelateStage(Stage):
             outcome = correlator.on_request(record)
             if outcome is not None:
                 out.append(self.env.encode("outcomes", outcome.request_id, outcome))
+                self.env.anomalies(self.detectors.observe_request(record), self.throttle, out)
             return
         assert isinstance(record, FeedbackEvent)
         verdict = correlator.on_feedback(record)
@@ -173,10 +190,22 @@ class WorkflowStage(Stage):
 
 
 class ObserveStage(Stage):
-    """metrics, logs, jobs, route requests: validated and counted (their processors plug in here)."""
+    """metrics → anomalies per source × metric; logs, jobs, route requests: validated and counted
+    (their processors plug in here)."""
 
     name = "observe"
     inputs = ("metrics", "logs", "jobs", "route.requests")
+
+    def __init__(self, env: StageEnv) -> None:
+        super().__init__(env)
+        self.detectors = DetectorBank()
+        self.throttle = AnomalyThrottle()
+
+    def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
+        if isinstance(record, MetricEvent):
+            found = self.detectors.observe_metric(record)
+            if found is not None:
+                self.env.anomalies([found], self.throttle, out)
 
 
 STAGES: tuple[type[Stage], ...] = (WorkflowStage, CorrelateStage, ObserveStage)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.records import (
+    Anomaly, Severity, SignalKind,
     FeedbackEvent, FeedbackKind, LogEvent, LogLevel, MetricEvent, PrivacyLevel, RequestContext,
     RequestEvent, RouteSpec, Status, WorkflowDefinition,
 )
@@ -67,3 +68,15 @@ def make_workflow(workflow: str = "support-bot", version: str = "v1", ts_ms: int
     }
     fields.update(overrides)
     return WorkflowDefinition(**fields)
+
+
+def make_anomaly(entity: str = "gpt-large", ts_ms: int = 1_700_000_000_000, severity: str = "warning",
+                 signal: str = "error_rate", **overrides: Any) -> Anomaly:
+    fields: dict[str, Any] = {
+        "anomaly_id": f"a-{entity}-{signal}-{ts_ms}", "ts_ms": ts_ms, "entity": entity, "entity_kind": "route",
+        "signal": signal, "kind": SignalKind.ANOMALY, "score": 0.9, "severity": Severity(severity), "value": 0.5,
+        "expected_low": 0.0, "expected_high": 0.05, "window_start_ms": ts_ms - 60_000, "window_end_ms": ts_ms,
+        "detector": "robust-z", "detector_version": "1",
+    }
+    fields.update(overrides)
+    return Anomaly(**fields)

@@ -64,3 +64,23 @@ def test_observe_stage_counts_and_dead_letters() -> None:
     out = ObserveStage(e).handle([msg("p.metrics", make_metric()), bad])
     assert [o.topic for o in out] == ["p.dlq"]
     assert e.metrics.value("loopwise_events_in_total", topic="p.metrics") == 1
+
+
+def test_correlate_stage_flags_an_error_burst_once_per_series() -> None:
+    import random
+
+    from schemas.records import Anomaly, Status
+
+    rng = random.Random(7)
+    e = env()
+    stage = CorrelateStage(e)
+    normal = [msg("p.requests", make_request(f"ok{i}", ts_ms=T0 + i * 100, latency_ms=800 + rng.gauss(0, 40)), i)
+              for i in range(400)]
+    assert [o for o in stage.handle(normal) if o.topic == "p.anomalies"] == []
+    burst = [msg("p.requests", make_request(f"err{i}", ts_ms=T0 + 40_000 + i * 100, status=Status.ERROR), 400 + i)
+             for i in range(50)]
+    found = [decode(o, Anomaly) for o in stage.handle(burst) if o.topic == "p.anomalies"]
+    error_rate = [(a.entity, a.severity) for a in found if a.signal == "error_rate"]
+    assert {entity for entity, _ in error_rate} == {"gpt-large", "support-bot"}
+    for entity in ("gpt-large", "support-bot"):
+        assert 1 <= sum(1 for name, _ in error_rate if name == entity) <= 2  # throttled: start, maybe escalation
