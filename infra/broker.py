@@ -81,12 +81,14 @@ class EmbeddedBroker:
 
         Args:
             port: TCP port to listen on; 0 picks a free loopback port at start.
-            log_path: file for the broker's stdout/stderr; a temporary file when ``None``.
+            log_path: file for the broker's stdout/stderr; when ``None``, a temporary
+                file removed at stop (start errors quote its tail first).
             host: address to listen on and advertise.
         """
         self._requested_port, self._host = port, host
         self._port = port
         self._log_path = log_path
+        self._owns_log = log_path is None
         self._cluster_id = f"loopwise-{uuid.uuid4().hex[:12]}"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
@@ -166,6 +168,9 @@ class EmbeddedBroker:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+        if self._owns_log and self._log_path is not None:
+            self._log_path.unlink(missing_ok=True)
+            self._log_path = None
 
     def log_tail(self, limit_bytes: int = _LOG_TAIL_BYTES) -> str:
         """The last ``limit_bytes`` of the broker's log ("" when there is none)."""

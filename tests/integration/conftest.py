@@ -64,9 +64,10 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerUnd
     if servers:
         yield BrokerUnderTest(servers, "env")
     elif _docker_answers():
-        from testcontainers.kafka import KafkaContainer
+        from testcontainers.community.kafka import KafkaContainer  # testcontainers.kafka is deprecated
 
-        with KafkaContainer() as container:
+        # KRaft, like the production-like compose stack; cp-kafka 7.6 (the default image) supports it.
+        with KafkaContainer().with_kraft() as container:
             yield BrokerUnderTest(container.get_bootstrap_server(), "docker")
     else:
         with EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "tansu.log") as broker:
@@ -162,7 +163,9 @@ def consume_messages(settings: Settings, topic: str, n: int, timeout_s: float = 
     try:
         consumer.assign(_all_partitions(consumer, topic, deadline))
         while len(got) < n and time.monotonic() < deadline:
-            batch = consumer.consume(num_messages=n - len(got), timeout=min(0.2, deadline - time.monotonic()))
+            # Never negative: librdkafka reads a negative timeout as "wait forever".
+            wait_s = min(0.2, max(0.0, deadline - time.monotonic()))
+            batch = consumer.consume(num_messages=n - len(got), timeout=wait_s)
             got.extend(msg for msg in batch if msg.error() is None)
     finally:
         consumer.close()
