@@ -49,7 +49,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("jobs", "job_id", "JobSubmission", Role.INPUT),
     TopicSpec("route.requests", "request_id", "RouteRequest", Role.INPUT, retention_ms=DAY_MS),
     TopicSpec("outcomes", "request_id", "Outcome", Role.OUTPUT),
-    TopicSpec("anomalies", "entity", "Anomaly", Role.OUTPUT),
+    # One partition: throttled (small), and correlated into incidents in one place.
+    TopicSpec("anomalies", "entity", "Anomaly", Role.OUTPUT, partitions=1),
     TopicSpec("incidents", "entity", "Incident", Role.OUTPUT, retention_ms=30 * DAY_MS),
     TopicSpec("decisions.routing", "workflow/segment", "RoutingPolicy", Role.OUTPUT, is_compacted=True),
     TopicSpec("route.decisions", "request_id", "RouteDecision", Role.OUTPUT, retention_ms=DAY_MS),

@@ -17,9 +17,12 @@ from infra.topics import BY_NAME
 from processors.anomaly import DetectorBank
 from processors.correlation import FeedbackVerdict, OutcomeCorrelator
 from processors.dedup import Deduplicator
+from processors.incidents import IncidentCorrelator
 from processors.throttle import AnomalyThrottle
 from processors.workflows import WorkflowRegistry
-from schemas.records import Anomaly, DeadLetter, FeedbackEvent, MetricEvent, RequestEvent, WorkflowDefinition
+from schemas.records import (
+    Anomaly, DeadLetter, FeedbackEvent, LogEvent, MetricEvent, RequestEvent, WorkflowDefinition,
+)
 from schemas.serde import RECORD_TYPES, Codec, make_codec
 from sinks.prometheus import Metrics
 from streams.edge import InputGate, RawMessage
@@ -47,6 +50,7 @@ class StageEnv:
     def __init__(self, settings: Settings, metrics: Metrics, now_ms: Callable[[], int] = wall_clock_ms) -> None:
         self.settings, self.metrics, self.now_ms = settings, metrics, now_ms
         self.registry = WorkflowRegistry()
+        self.workflow_listeners: list[Callable[[WorkflowDefinition], None]] = []
         self._codecs: dict[str, Codec[Any]] = {}
 
     def topic(self, logical: str) -> str:
@@ -186,15 +190,17 @@ class WorkflowStage(Stage):
 
     def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
         assert isinstance(record, WorkflowDefinition)
-        self.env.registry.update(record)
+        if self.env.registry.update(record):
+            for listener in self.env.workflow_listeners:
+                listener(record)
 
 
 class ObserveStage(Stage):
-    """metrics → anomalies per source × metric; logs, jobs, route requests: validated and counted
+    """metrics → anomalies per source × metric; jobs, route requests: validated and counted
     (their processors plug in here)."""
 
     name = "observe"
-    inputs = ("metrics", "logs", "jobs", "route.requests")
+    inputs = ("metrics", "jobs", "route.requests")
 
     def __init__(self, env: StageEnv) -> None:
         super().__init__(env)
@@ -208,7 +214,41 @@ class ObserveStage(Stage):
                 self.env.anomalies([found], self.throttle, out)
 
 
-STAGES: tuple[type[Stage], ...] = (WorkflowStage, CorrelateStage, ObserveStage)
+class IncidentStage(Stage):
+    """anomalies + error logs → incidents (grouped, deduplicated, inhibited, resolved), in event time.
+
+    ``lw.anomalies`` has one partition (it is throttled, so small): one worker sees
+    every signal of the platform, which is what correlating them across routes
+    and workflows needs. Logs are read here for their error bursts.
+    """
+
+    name = "incidents"
+    inputs = ("anomalies", "logs")
+
+    def __init__(self, env: StageEnv) -> None:
+        super().__init__(env)
+        self.correlator = IncidentCorrelator()
+        for definition in env.registry:
+            self.correlator.observe_workflow(definition)
+        env.workflow_listeners.append(self.correlator.observe_workflow)
+        self._watermark_ms = 0
+
+    def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
+        if isinstance(record, Anomaly):
+            self.correlator.observe_anomaly(record)
+        else:
+            assert isinstance(record, LogEvent)
+            self.correlator.observe_log(record)
+        self._watermark_ms = max(self._watermark_ms, record.ts_ms)
+
+    def after_batch(self) -> list[Outgoing]:
+        if not self._watermark_ms:
+            return []
+        return [self.env.encode("incidents", incident.root_cause, incident)
+                for incident in self.correlator.advance(self._watermark_ms)]
+
+
+STAGES: tuple[type[Stage], ...] = (WorkflowStage, CorrelateStage, ObserveStage, IncidentStage)
 
 
 def _field_names(record_type: type) -> frozenset[str]:

@@ -84,3 +84,25 @@ def test_correlate_stage_flags_an_error_burst_once_per_series() -> None:
     assert {entity for entity, _ in error_rate} == {"gpt-large", "support-bot"}
     for entity in ("gpt-large", "support-bot"):
         assert 1 <= sum(1 for name, _ in error_rate if name == entity) <= 2  # throttled: start, maybe escalation
+
+
+def test_incident_stage_groups_anomalies_and_resolves_in_event_time() -> None:
+    from schemas.records import Incident, IncidentStatus
+    from streams.stages import IncidentStage
+    from tests.factories import make_anomaly
+
+    e = env()
+    WorkflowStage(e).handle([msg("p.workflows", make_workflow())])
+    stage = IncidentStage(e)
+    first = [msg("p.anomalies", make_anomaly("gpt-large", ts_ms=T0, severity="critical"), 0),
+             msg("p.anomalies", make_anomaly("support-bot", ts_ms=T0 + 2_000, signal="latency_ms",
+                                             entity_kind="workflow"), 1)]
+    assert stage.handle(first) == []  # group_wait: gathering related signals
+    later = [msg("p.anomalies", make_anomaly("gpt-large", ts_ms=T0 + 60_000, severity="critical"), 2)]
+    [firing] = [decode(o, Incident) for o in stage.handle(later)]
+    assert firing.status is IncidentStatus.FIRING and firing.root_cause == "route:gpt-large"
+    assert "workflow:support-bot/latency_ms" in firing.members  # inhibited into the route's outage
+    quiet = [msg("p.anomalies", make_anomaly("other-route", ts_ms=T0 + 3_600_000, severity="warning"), 3)]
+    updates = [decode(o, Incident) for o in stage.handle(quiet)]
+    assert [(i.incident_id, i.status) for i in updates if i.root_cause == "route:gpt-large"] == [
+        (firing.incident_id, IncidentStatus.RESOLVED)]
