@@ -95,7 +95,7 @@ def apply_topics(settings: Settings, specs: Iterable[TopicSpec] = TOPICS, timeou
                     deadline, report)
     to_compare = sorted((existing & wanted.keys()) | raced)
     if to_compare:
-        metadata = _metadata(admin, deadline, settings.bootstrap_servers)
+        metadata = _metadata(admin, deadline, settings.bootstrap_servers, expect=to_compare)
         configs = _describe_configs(admin, to_compare, deadline)
         for name in to_compare:
             diffs = _compare(name, wanted[name], settings, metadata, configs.get(name, {}))
@@ -131,7 +131,10 @@ def _create(admin: AdminClient, settings: Settings, missing: dict[str, TopicSpec
         return set()
     new_topics = [NewTopic(name, spec.partitions or settings.partitions, settings.replication_factor,
                            config=spec.configs()) for name, spec in sorted(missing.items())]
-    futures = admin.create_topics(new_topics, request_timeout=_remaining(deadline))
+    try:
+        futures = admin.create_topics(new_topics, request_timeout=_remaining(deadline))
+    except KafkaException as exc:
+        raise AdminError(f"cannot create {len(new_topics)} topics: {exc}") from exc
     raced: set[str] = set()
     for name, future in futures.items():
         try:
@@ -175,17 +178,31 @@ def _describe_configs(admin: AdminClient, names: list[str], deadline: float) -> 
         raise AdminError("describing topic configs took longer than the deadline") from exc
 
 
-def _metadata(admin: AdminClient, deadline: float, servers: str | None) -> ClusterMetadata:
-    last: KafkaException | None = None
+def _metadata(admin: AdminClient, deadline: float, servers: str | None,
+              expect: Iterable[str] = ()) -> ClusterMetadata:
+    """Cluster metadata, retried until the deadline; with ``expect``, until those topics show.
+
+    A topic another client just created can be missing from a broker's metadata
+    for a moment: comparing it then would report a false drift.
+    """
+    last: Exception | None = None
     while True:
         remaining = _remaining(deadline)
         try:
             # Short attempts so a broker that comes up late is seen soon after.
-            return admin.list_topics(timeout=min(remaining, 1.0))
+            metadata = admin.list_topics(timeout=min(remaining, 1.0))
+            absent = sorted(set(expect) - set(metadata.topics))
+            if not absent:
+                return metadata
+            last = AdminError(f"topics not in the metadata yet: {absent}")
         except KafkaException as exc:
             last = exc
         if remaining <= 0.05:
+            if isinstance(last, AdminError):
+                raise last
             raise AdminError(f"no Kafka broker answered at {servers}: {last}") from last
+        if isinstance(last, AdminError):
+            time.sleep(0.05)
 
 
 def _remaining(deadline: float) -> float:

@@ -39,7 +39,7 @@ def test_created_topics_have_declared_partitions_and_configs(settings: Settings)
     assert sorted(infos) == full_names(settings)
     for spec in TOPICS:
         info = infos[settings.topic(spec.name)]
-        assert (info.partitions, info.is_declared) == (settings.partitions, True)
+        assert (info.partitions, info.is_declared) == (spec.partitions or settings.partitions, True)
         assert {key: info.configs.get(key) for key in ("cleanup.policy", "retention.ms")} == spec.configs()
 
 
