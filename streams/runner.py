@@ -57,7 +57,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         worker = _spawn_worker(settings)
         print(f"worker started (pid {worker.pid}); metrics on :{settings.metrics_port}/metrics", flush=True)
         if args.simulate:
-            from infra.simulator.live import run_live_from_args
+            from infra.simulator.kafka_loop import run_live_from_args
 
             return run_live_from_args(settings, args)
         print("loopwise is up; Ctrl-C stops everything", flush=True)

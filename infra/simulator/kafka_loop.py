@@ -179,3 +179,49 @@ def run_live(settings: Settings, scenario: Scenario, *, seed: int = 1, duration_
     oracle = run_offline(scenario, "oracle", seed, duration_s, rate)
     result.scorecard = with_oracle(result.scorecard, float(oracle.scorecard["reward"]))
     return result
+
+
+def run_live_from_args(settings: Settings, args: Any) -> int:
+    """``loopwise up --simulate SCENARIO``: run live, print the scorecard, write it with ``--report``."""
+    import json
+    from pathlib import Path
+
+    from infra.simulator.loader import load_scenario
+    from infra.simulator.scenario import parse_duration_s
+    from rich.console import Console
+
+    from infra.simulator.cli import render_table
+
+    scenario = load_scenario(args.simulate)
+    duration_s = parse_duration_s(args.duration)
+    with _progress(f"live {scenario.name}") as progress:
+        result = run_live(settings, scenario, seed=int(args.seed), duration_s=duration_s, rate=float(args.rate),
+                          speed=float(args.speed), progress=progress)
+    report = {result.policy: result.scorecard}
+    Console(width=200).print(render_table({result.policy: result}, f"{scenario.name}: live closed loop, "
+                                           f"{duration_s:g} s at {float(args.rate):g} req/s, seed {args.seed}"))
+    if args.report:
+        path = Path(args.report)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2, default=str))
+        print(f"scorecard written to {path}")
+    return 0
+
+
+class _progress:
+    """A rich progress bar on stderr (simulated time done / total)."""
+
+    def __init__(self, label: str) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                             TimeRemainingColumn(), transient=False)
+        self._label = label
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        self._bar.start()
+        task = self._bar.add_task(self._label, total=1.0)
+        return lambda done, total: self._bar.update(task, completed=done / max(total, 1))
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
