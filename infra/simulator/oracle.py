@@ -15,7 +15,7 @@ import numpy.typing as npt
 from infra.simulator.outcomes import SliceOutcomes
 from infra.simulator.policies import argbest
 from infra.simulator.protocols import Action, SliceView
-from infra.simulator.truth import Truth, TruthState
+from infra.simulator.truth import RewardCurve
 from schemas.records import Command
 
 I64 = npt.NDArray[np.int64]
@@ -59,32 +59,34 @@ class OraclePolicy:
         blocks = [np.array_split(g, min(_BLOCKS, len(g))) for g in groups]
         counts = np.zeros(len(t.routes))
         to_rate = (1.0 - view.load_decay) / view.slice_s / view.capacity
+        curves: dict[tuple[int, int], RewardCurve] = {}
         for b in range(_BLOCKS):
             for group_blocks in blocks:
-                if b >= len(group_blocks):
-                    continue
-                idx = group_blocks[b]
-                pick = self._best(view, t, s, idx, counts, to_rate)
-                if pick >= 0:
-                    route[idx] = pick
-                    counts[pick] += len(idx)
+                if b < len(group_blocks):
+                    idx = group_blocks[b]
+                    pick = self._best(view, curves, idx, counts, to_rate)
+                    if pick >= 0:
+                        route[idx] = pick
+                        counts[pick] += len(idx)
         return route, variant
 
     @staticmethod
-    def _best(view: SliceView, t: Truth, s: TruthState, idx: I64, counts: F64, to_rate: F64) -> int:
-        first = int(idx[0])
-        cand = np.flatnonzero(view.allowed[first])
-        if len(cand) == 0:
-            return -1
+    def _best(view: SliceView, curves: dict[tuple[int, int], RewardCurve], idx: I64, counts: F64, to_rate: F64) -> int:
+        t, s, first = view.truth, view.state, int(idx[0])
         w, task = int(view.traffic.workflow[first]), int(view.traffic.task[first])
-        extra = float(t.variant_effects[w].max() + s.canary_share[w] * s.canary_q[w])
-        u_now = view.utilisation + counts * to_rate
-        u_next = u_now + len(idx) * to_rate
-        now, nxt = t.expected_reward(s, cand, task, extra, np.stack([u_now, u_next]))
-        gain = nxt * len(idx)
+        routes = t.wf_routes[w]
+        allowed = view.allowed[first, routes]
+        if not allowed.any():
+            return -1
+        curve = curves.get((w, task))
+        if curve is None:
+            extra = float(t.variant_effects[w].max() + s.canary_share[w] * s.canary_q[w])
+            curve = curves[(w, task)] = t.reward_curve(s, routes, task, extra)
+        u_now = view.utilisation[routes] + counts[routes] * to_rate[routes]
+        now, nxt = curve.at(np.stack([u_now, u_now + len(idx) * to_rate[routes]]))
         # Requests already placed on a route this slice get slower when it gets busier.
-        harm = counts[cand] * (now - nxt)
-        return int(cand[np.argmax(gain - harm)])
+        value = nxt * len(idx) - counts[routes] * (now - nxt)
+        return int(routes[np.argmax(np.where(allowed, value, -np.inf))])
 
     def _check_canary(self, view: SliceView) -> None:
         s = view.state

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from infra.simulator.scenario import Scenario, TimelineEvent
 from processors.reward import reward_arrays
-from schemas.records import PRIVACY_RANK, PrivacyLevel
+from schemas.records import PRIVACY_RANK, Objective, PrivacyLevel
 
 F64 = npt.NDArray[np.float64]
 PRIVACY_LEVELS = tuple(PrivacyLevel)
@@ -129,28 +129,55 @@ class Truth:
         p_err = np.clip(self.err + s.err_add + over, 0.0, 1.0)
         return p_err, np.clip(self.to + s.to_add, 0.0, 1.0 - p_err)
 
-    def expected_reward(self, s: TruthState, routes: npt.NDArray[np.int64], task: int, quality_extra: float,
-                        utilisation: F64) -> F64:
-        """True expected reward of a request of ``task`` on each of ``routes`` at ``utilisation`` (per route).
-
-        Uses the same ``processors.reward`` formula as the realised reward, on the
-        expectations of quality, latency (lognormal mean) and cost. ``utilisation``
-        may be 2-D (scenarios x routes) to evaluate several loads at once.
-        """
+    def reward_curve(self, s: TruthState, routes: npt.NDArray[np.int64], task: int, quality_extra: float) -> "RewardCurve":
+        """Expected reward of a ``task`` request on ``routes`` as a function of their utilisation."""
         wf = int(self.route_wf[routes[0]])
-        u = utilisation[..., routes]
-        over = np.where(u > 1.0, 1.0 - 1.0 / np.maximum(u, 1e-9), 0.0)
-        p_err = np.clip(self.err[routes] + s.err_add[routes] + over + s.canary_share[wf] * s.canary_err[wf], 0.0, 1.0)
-        p_to = np.clip(self.to[routes] + s.to_add[routes], 0.0, 1.0 - p_err)
-        ok = 1.0 - p_err - p_to
-        q = np.clip(self.quality[routes, task] + s.q_add[routes] + quality_extra, 0.0, 1.0)
-        u_c = np.minimum(np.maximum(u, 0.0), self.u_max[routes])
-        load = 1.0 + self.load_coef[routes] * u_c / (1.0 - u_c)
-        lat_ok = self.median[routes] * s.lat_mult[routes] * load * np.exp(self.sigma[routes] ** 2 / 2)
-        latency = ok * lat_ok + p_err * 0.1 * lat_ok + p_to * self.timeout_ms[routes]
         c_in = self.tokens_in_mean[task] * self.cin[routes] / 1000.0 * s.cost_mult[routes]
         c_out = self.tokens_out_mean[task] * self.cout[routes] / 1000.0 * s.cost_mult[routes]
-        cost = ok * (c_in + c_out) + p_to * c_in
+        return RewardCurve(
+            base_err=self.err[routes] + s.err_add[routes] + s.canary_share[wf] * s.canary_err[wf],
+            p_to=self.to[routes] + s.to_add[routes],
+            quality=np.minimum(np.maximum(self.quality[routes, task] + s.q_add[routes] + quality_extra, 0.0), 1.0),
+            latency_ms=self.median[routes] * s.lat_mult[routes] * np.exp(self.sigma[routes] ** 2 / 2),
+            timeout_ms=self.timeout_ms[routes], cost_ok=c_in + c_out, cost_timeout=c_in,
+            load_coef=self.load_coef[routes], u_max=self.u_max[routes], objective=self.objectives[wf])
+
+    def expected_reward(self, s: TruthState, routes: npt.NDArray[np.int64], task: int, quality_extra: float,
+                        utilisation: F64) -> F64:
+        """True expected reward of a ``task`` request on each of ``routes`` at ``utilisation`` (over all routes)."""
+        return self.reward_curve(s, routes, task, quality_extra).at(utilisation[..., routes])
+
+
+@dataclass
+class RewardCurve:
+    """Load-independent parts of a request's expected reward on some routes; ``at(u)`` adds the load.
+
+    Uses the same ``processors.reward`` formula as the realised reward, on the
+    expectations of quality, latency (lognormal mean) and cost; past capacity
+    the 429 share ``1 - 1/u`` joins the errors.
+    """
+
+    base_err: F64
+    p_to: F64
+    quality: F64
+    latency_ms: F64
+    timeout_ms: F64
+    cost_ok: F64
+    cost_timeout: F64
+    load_coef: F64
+    u_max: F64
+    objective: Objective
+
+    def at(self, u: F64) -> F64:
+        """Expected reward per route at utilisation ``u`` (shape ``(..., routes)``)."""
+        over = np.where(u > 1.0, 1.0 - 1.0 / np.maximum(u, 1e-9), 0.0)
+        p_err = np.minimum(np.maximum(self.base_err + over, 0.0), 1.0)
+        p_to = np.minimum(np.maximum(self.p_to, 0.0), 1.0 - p_err)
+        ok = 1.0 - p_err - p_to
+        u_c = np.minimum(np.maximum(u, 0.0), self.u_max)
+        lat_ok = self.latency_ms * (1.0 + self.load_coef * u_c / (1.0 - u_c))
+        latency = ok * lat_ok + p_err * 0.1 * lat_ok + p_to * self.timeout_ms
+        cost = ok * self.cost_ok + p_to * self.cost_timeout
         # E[quality * (1 - error)] = ok * q: pass it as quality with no error, then add the error mass.
-        base = reward_arrays(ok * q, latency, cost, np.zeros(np.shape(ok), dtype=bool), self.objectives[wf])
-        return base - self.objectives[wf].error_weight * (p_err + p_to)
+        base = reward_arrays(ok * self.quality, latency, cost, np.zeros(np.shape(ok), dtype=bool), self.objective)
+        return base - self.objective.error_weight * (p_err + p_to)  # type: ignore[no-any-return]
