@@ -14,7 +14,8 @@ class Signal(NamedTuple):
     """One firing of one (entity, signal): an anomaly, or a log burst. Plain values, so it is JSON-able.
 
     ``source`` is ``anomaly`` or ``log``; a ``log`` item waiting in the queue
-    is a single error line (``ident`` empty) until the burst detector has seen it.
+    is a single error line (``ident`` and ``signal`` empty, ``severity``
+    ``critical`` or empty) until the burst detector has seen it.
     """
 
     ts_ms: int

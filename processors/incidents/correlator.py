@@ -32,6 +32,20 @@ class IncidentCorrelator:
     to the anomaly detectors (``DetectorBank`` emits them per route and
     workflow), so there is no ``observe_request``.
 
+    Each ``Incident`` carries: ``members``, the sorted entity × signal keys
+    (``route:gpt-large/error_rate``; one per pair however often it fires);
+    ``anomaly_count``, the distinct records folded in (redeliveries of an
+    ``anomaly_id`` count once); ``severity``, the highest of any member;
+    ``root_cause``, see :func:`processors.incidents.groups.root_cause`;
+    ``incident_id``, blake2b of group key and start, fixed at the first
+    notification. Updates go out once after group_wait, then when members
+    or severity changed (no sooner than group_interval after the previous
+    one), every repeat_interval while unchanged, and once on resolution. A
+    group that resolves before its first notification is dropped silently.
+
+    Args:
+        config: grouping policy; a snapshot restores only into the same one.
+
     >>> from schemas.records import Anomaly, Severity, SignalKind
     >>> def anomaly(entity, kind, signal, ts_ms, severity=Severity.CRITICAL):
     ...     return Anomaly(f"{entity}-{signal}-{ts_ms}", ts_ms, entity, kind, signal, SignalKind.ANOMALY,
@@ -249,9 +263,9 @@ class IncidentCorrelator:
             if self._member_group.get(name) == group.key:
                 del self._member_group[name]
             _discard(self._entity_groups, member.subject, group.key)
+            if member.kind == "route" and self._outages.get(member.entity, ("",))[0] == group.key:
+                del self._outages[member.entity]
         _discard(self._root_groups, group.labels["root"], group.key)
-        for route in [r for r, (key, _) in self._outages.items() if key == group.key]:
-            del self._outages[route]
 
     def _sweep(self, now_ms: int) -> None:
         """Bound memory: forget resolutions past the horizon and idle log windows."""

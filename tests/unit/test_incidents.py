@@ -8,6 +8,7 @@ import pytest
 
 from processors.incidents import GroupingConfig, IncidentCorrelator, incident_id
 from schemas.records import Anomaly, Incident, IncidentStatus, Severity, SignalKind
+from schemas.serde import json_codec
 from tests.factories import make_route, make_workflow
 
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
@@ -245,3 +246,11 @@ def test_config_rejects_unknown_labels_and_bad_timers() -> None:
         GroupingConfig(group_by=("tenant",))
     with pytest.raises(ValueError):
         GroupingConfig(resolve_after_ms=0)
+
+
+def test_emitted_incidents_round_trip_through_the_wire_codec() -> None:
+    c = correlator()
+    c.observe_anomaly(route_outage(0))
+    out = at(c, 30) + at(c, 1_000)
+    codec = json_codec(Incident)
+    assert [codec.decode(codec.encode(i)) for i in out] == out and [i.status for i in out] == [FIRING, RESOLVED]
