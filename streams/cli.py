@@ -108,12 +108,7 @@ def _command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: s
 def _extend(parser: argparse.ArgumentParser, module: str, function: str) -> None:
     import importlib
 
-    try:
-        loaded = importlib.import_module(module)
-    except ModuleNotFoundError as exc:  # TEMP while the module is being written
-        parser.set_defaults(run=lambda *_: print(f"loopwise: {module} is not available: {exc}") or 1)
-        return
-    getattr(loaded, function)(parser)
+    getattr(importlib.import_module(module), function)(parser)
 
 
 def _run_broker(args: argparse.Namespace, settings: Settings) -> int:
@@ -171,13 +166,14 @@ def _run_schemas_check(args: argparse.Namespace, settings: Settings) -> int:
 def _run_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from infra.simulator.cli import simulate_main
 
+    args.settings = settings  # live mode talks to the configured cluster
     return simulate_main(args)
 
 
 def _run_detect(args: argparse.Namespace, settings: Settings) -> int:
     from infra.detect import detect_main
 
-    return detect_main(sys.stdin, sys.stdout, detector=args.detector)
+    return detect_main(sys.stdin, sys.stdout, detector=args.detector, warmup=args.warmup)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from infra.simulator.errors import SimulatorError
-from infra.simulator.live import run_live
 from infra.simulator.loader import builtin_names, load_scenario
 from infra.simulator.offline import compare, report
 from infra.simulator.policies import POLICIES
@@ -80,7 +79,7 @@ def simulate_main(args: argparse.Namespace) -> int:
         rate = args.rate if args.rate else scenario.rate
         policies = _policies(args)
         if not args.offline:
-            return run_live(scenario, args.policy, args.seed, duration_s, rate, args.speed)
+            return _run_live(args, scenario, duration_s, rate)
         results = _run_with_progress(scenario, policies, args.seed, duration_s, rate, err)
         out = Console() if sys.stdout.isatty() else Console(width=200)
         out.print(render_table(results, f"{scenario.name}: {duration_s:g} s at {rate:g} req/s, seed {args.seed}"))
@@ -95,6 +94,20 @@ def simulate_main(args: argparse.Namespace) -> int:
         err.print(f"[red]simulate: {exc}[/red]")
         return 2
     return 0
+
+
+def _run_live(args: argparse.Namespace, scenario: Any, duration_s: float, rate: float) -> int:
+    """Against the worker(s) on the configured cluster (``args.settings``, set by the CLI entry point)."""
+    from infra.simulator.kafka_loop import live_main
+
+    settings = getattr(args, "settings", None)
+    if settings is None or not settings.bootstrap_servers:
+        raise SimulatorError("live mode needs a cluster with a loopwise worker: set KAFKA_BOOTSTRAP_SERVERS, "
+                             "or use `loopwise up --simulate SCENARIO`, or pass --offline")
+    if args.policy != "loopwise" or args.compare:
+        raise SimulatorError("live mode scores loopwise itself; compare baselines with --offline")
+    return live_main(settings, scenario, seed=args.seed, duration_s=duration_s, rate=rate, speed=args.speed,
+                     report_path=args.report, plot_path=args.plot)
 
 
 def _run_with_progress(scenario: Any, policies: list[str], seed: int, duration_s: float, rate: float,

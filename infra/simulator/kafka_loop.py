@@ -183,28 +183,39 @@ def run_live(settings: Settings, scenario: Scenario, *, seed: int = 1, duration_
 
 def run_live_from_args(settings: Settings, args: Any) -> int:
     """``loopwise up --simulate SCENARIO``: run live, print the scorecard, write it with ``--report``."""
+    from infra.simulator.loader import load_scenario
+    from infra.simulator.scenario import parse_duration_s
+
+    return live_main(settings, load_scenario(args.simulate), seed=int(args.seed),
+                     duration_s=parse_duration_s(args.duration, "--duration"), rate=float(args.rate),
+                     speed=float(args.speed), report_path=args.report)
+
+
+def live_main(settings: Settings, scenario: Scenario, *, seed: int, duration_s: float, rate: float, speed: float,
+              report_path: str | None = None, plot_path: str | None = None) -> int:
+    """Run live with a progress bar; print the scorecard table; write the report (and plot)."""
     import json
     from pathlib import Path
 
-    from infra.simulator.loader import load_scenario
-    from infra.simulator.scenario import parse_duration_s
     from rich.console import Console
 
     from infra.simulator.cli import render_table
 
-    scenario = load_scenario(args.simulate)
-    duration_s = parse_duration_s(args.duration)
     with _progress(f"live {scenario.name}") as progress:
-        result = run_live(settings, scenario, seed=int(args.seed), duration_s=duration_s, rate=float(args.rate),
-                          speed=float(args.speed), progress=progress)
-    report = {result.policy: result.scorecard}
-    Console(width=200).print(render_table({result.policy: result}, f"{scenario.name}: live closed loop, "
-                                           f"{duration_s:g} s at {float(args.rate):g} req/s, seed {args.seed}"))
-    if args.report:
-        path = Path(args.report)
+        result = run_live(settings, scenario, seed=seed, duration_s=duration_s, rate=rate, speed=speed,
+                          progress=progress)
+    results = {result.policy: result}
+    Console(width=200).print(render_table(results, f"{scenario.name}: live closed loop, "
+                                                   f"{duration_s:g} s at {rate:g} req/s, seed {seed}"))
+    if report_path:
+        path = Path(report_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2, default=str))
+        path.write_text(json.dumps({name: r.scorecard for name, r in results.items()}, indent=2, default=str))
         print(f"scorecard written to {path}")
+    if plot_path:
+        from infra.simulator.plot import plot_runs
+
+        plot_runs(results, plot_path, f"{scenario.name} live (seed {seed})")
     return 0
 
 
