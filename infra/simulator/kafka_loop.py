@@ -19,6 +19,7 @@ from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from infra.settings import Settings
 from infra.simulator.environment import Environment
+from infra.simulator.errors import SimulatorError
 from infra.simulator.fallback import EpsilonGreedyFallback
 from infra.simulator.offline import run_offline
 from infra.simulator.protocols import Action, Choice, Detection
@@ -90,6 +91,11 @@ class KafkaLoop:
         })
         topics = [settings.topic(name) for name in _INBOUND]
         metadata = self._consumer.list_topics(timeout=10)
+        missing = [t for t in topics if t not in metadata.topics]
+        if missing:
+            self.close()
+            raise SimulatorError(f"topics missing on {settings.bootstrap_servers}: {', '.join(missing)}; "
+                                 "run `loopwise topics apply` (or start a worker, which applies them)")
         self._consumer.assign([TopicPartition(t, p, OFFSET_END) for t in topics for p in metadata.topics[t].partitions])
         self._logical = {settings.topic(name): name for name in _INBOUND}
 
