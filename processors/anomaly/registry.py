@@ -53,7 +53,7 @@ def make_scorer(name: str = "default", seed: int = 42, warmup: int = 32) -> Seri
     if name == SEASONAL:
         return _RobustScorer(SeriesDetector(warmup=warmup, season_bins=48))
     if name in METHODS:
-        return _RobustScorer(SeriesDetector(method=name, warmup=warmup))  # type: ignore[arg-type]
+        return _RobustScorer(SeriesDetector(method=name, warmup=warmup))
     if name in RIVER_DETECTORS:
         return make_river_scorer(name, seed=seed, warmup=warmup)
     raise ValueError(f"unknown detector {name!r}; one of {', '.join(DETECTORS)}")

@@ -84,10 +84,11 @@ def test_upward_detector_ignores_drops() -> None:
     assert detector.step(200.0).score > 0.9
 
 
-def test_snapshot_through_json_gives_identical_subsequent_scores() -> None:
+@pytest.mark.parametrize("season_bins", [0, 48])
+def test_snapshot_through_json_gives_identical_subsequent_scores(season_bins: int) -> None:
     values = gaussian(600, seed=8)
     values[450] = 300.0
-    original = SeriesDetector()
+    original = SeriesDetector(season_bins=season_bins)
     run(original, values[:300])
     restored = SeriesDetector.restore(json.loads(json.dumps(original.snapshot())))
     tail = [(v, (300 + i) * 60_000) for i, v in enumerate(values[300:])]
