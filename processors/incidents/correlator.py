@@ -1,4 +1,4 @@
-"""Event-time incident correlation: anomalies and log bursts → grouped, deduplicated, inhibited ``Incident`` updates."""
+"""Event-time correlation of anomalies and log bursts into grouped, deduplicated, inhibited ``Incident`` updates."""
 
 from __future__ import annotations
 

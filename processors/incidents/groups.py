@@ -145,7 +145,8 @@ def root_cause(members: Any, tolerance_ms: int) -> str:
     sources, services), then workflows (``KIND_RANK``); then the earliest;
     then the name, so ties are stable.
 
-    >>> ms = [Member("workflow", "w", "latency_ms", 1, 1_000, 1_000), Member("route", "r", "error_rate", 2, 5_000, 5_000)]
+    >>> ms = [Member("workflow", "w", "latency_ms", 1, 1_000, 1_000),
+    ...       Member("route", "r", "error_rate", 2, 5_000, 5_000)]
     >>> root_cause(ms, tolerance_ms=10_000), root_cause(ms, tolerance_ms=1_000)
     ('route:r', 'workflow:w')
     """
