@@ -14,7 +14,8 @@ log = logging.getLogger("loopwise")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``loopwise`` console script; returns the exit code."""
-    parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser(command=next((a for a in argv if not a.startswith("-")), None))
     args, extra = parser.parse_known_args(argv)
     # argparse cannot put a positional after a flag into a list it already filled
     # (`produce TOPIC --raw FILE`): hand such leftovers to the command's positionals.
@@ -43,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``command`` (the subcommand about to run) loads that subcommand's heavy options only."""
     parser = argparse.ArgumentParser(
         prog="loopwise", description="Self-optimizing control plane for AI workflows on Kafka.",
         epilog="Configuration comes from the environment: see README.md, section Configuration.",
@@ -90,11 +92,14 @@ def _parser() -> argparse.ArgumentParser:
     check = _command(schemas_sub, "check", "are the schemas backward compatible with the baseline?", _run_schemas_check)
     check.add_argument("--baseline", help="folder of baseline .avsc files (default: schemas/baseline)")
 
+    # These two define their options in modules that import numpy/river/scipy (seconds):
+    # load them only when that command runs, so every other command starts fast.
     simulate = _command(sub, "simulate", "run the AI-platform simulator against a policy", _run_simulate)
-    _extend(simulate, "infra.simulator.cli", "add_simulate_arguments")
-
+    if command == "simulate":
+        _extend(simulate, "infra.simulator.cli", "add_simulate_arguments")
     detect = _command(sub, "detect", "score a CSV series (timestamp,value on stdin) for anomalies", _run_detect)
-    _extend(detect, "infra.detect", "add_detect_arguments")
+    if command == "detect":
+        _extend(detect, "infra.detect", "add_detect_arguments")
     return parser
 
 
