@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from typing import Any
 
 
@@ -59,6 +59,22 @@ class SortedWindow:
         lo = int(pos)
         hi = min(lo + 1, n - 1)
         return self._sorted[lo] + (self._sorted[hi] - self._sorted[lo]) * (pos - lo)
+
+    def median_nonzero(self) -> float:
+        """Median of the values above 0 (for windows of magnitudes); 0.0 when there are none.
+
+        >>> w = SortedWindow(5)
+        >>> for x in (0.0, 0.0, 0.0, 2.0, 4.0):
+        ...     w.push(x)
+        >>> w.median_nonzero()
+        3.0
+        """
+        start = bisect_right(self._sorted, 0.0)
+        n = len(self._sorted) - start
+        if n == 0:
+            return 0.0
+        mid = start + n // 2
+        return self._sorted[mid] if n % 2 else 0.5 * (self._sorted[mid - 1] + self._sorted[mid])
 
     def oldest(self) -> float:
         """The value that will leave next (the first pushed while not full)."""

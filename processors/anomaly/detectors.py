@@ -33,6 +33,7 @@ VERSION = "1"
 Z_FLOOR = 3.0  # a Gaussian series' 0.99-quantile of |z| is 2.58: never sharpen beyond that
 SCORE_TAU = 0.995  # measured: fewer false alarms than 0.99 at the same recall (bench/detect_quality)
 IQR_TO_SIGMA = 1.349
+IDR_TO_SIGMA = 2.563
 MEDIAN_ABS_TO_SIGMA = 0.6745
 MEAN_ABS_TO_SIGMA = 1.2533
 SHORT = 5
@@ -74,7 +75,7 @@ class SeriesDetector:
     __slots__ = ("method", "window", "warmup", "direction", "_n", "_recent", "_level",
                  "_steps", "_absdev", "_absstep", "_ew", "_q_level", "_q_diff", "season_bins", "_season", "min_scale")
 
-    def __init__(self, method: Method = "ensemble", window: int = 64, warmup: int = 32,
+    def __init__(self, method: Method = "ensemble", window: int = 128, warmup: int = 32,
                  direction: Direction = "both", season_bins: int = 0, min_scale: float = 0.0) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; one of {METHODS}")
@@ -171,15 +172,22 @@ class SeriesDetector:
         return abs(z)
 
     def _level_scale(self, median: float) -> float:
-        iqr = self._level.quantile(0.75) - self._level.quantile(0.25)
-        # Mean absolute deviation only when the IQR is 0 (quantised series): it is not robust.
-        # The last floors keep an exactly constant series at z = 0 instead of 0/0.
-        scale = iqr / IQR_TO_SIGMA if iqr > 0.0 else MEAN_ABS_TO_SIGMA * self._absdev
+        # Quantised or mostly flat series have a zero IQR: widen to the interdecile range,
+        # then to the (less robust) mean absolute deviation. The last floors keep an
+        # exactly constant series at z = 0 instead of 0/0.
+        scale = (self._level.quantile(0.75) - self._level.quantile(0.25)) / IQR_TO_SIGMA
+        if scale <= 0.0:
+            scale = (self._level.quantile(0.9) - self._level.quantile(0.1)) / IDR_TO_SIGMA
+        if scale <= 0.0:
+            scale = MEAN_ABS_TO_SIGMA * self._absdev
         return max(scale, self.min_scale, 1e-9 * abs(median), 1e-300)
 
     def _step_scale(self, median: float) -> float:
-        med_step = self._steps.quantile(0.5) / MEDIAN_ABS_TO_SIGMA
-        scale = med_step if med_step > 0.0 else MEAN_ABS_TO_SIGMA * self._absstep
+        # A mostly flat series moves in occasional steps: its typical move is the
+        # median of the non-zero steps, not the (zero) median step.
+        scale = self._steps.median_nonzero() / MEDIAN_ABS_TO_SIGMA
+        if scale <= 0.0:
+            scale = MEAN_ABS_TO_SIGMA * self._absstep
         return max(scale, self.min_scale, 1e-9 * abs(median), 1e-300)
 
     def _learn(self, x: float, median: float, zs: tuple[float, float], is_warm: bool) -> None:
