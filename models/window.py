@@ -141,6 +141,9 @@ class LogQuantile:
         return q
 
 
+HALF_SCORE_Z = 1.5  # the relative strength that scores 0.5
+
+
 def squash(z_rel: float) -> float:
     """Map a non-negative relative strength to a score in [0, 1): 0.5 at 1.5, 0.9 at 4.5, never saturating.
 
@@ -152,4 +155,4 @@ def squash(z_rel: float) -> float:
     """
     z2 = z_rel * z_rel
     # Written as 1 / (1 + c / z2) so an infinite strength gives 1.0, not inf / inf.
-    return 1.0 / (1.0 + 2.25 / z2) if z2 > 0.0 else 0.0
+    return 1.0 / (1.0 + HALF_SCORE_Z**2 / z2) if z2 > 0.0 else 0.0

@@ -3,18 +3,22 @@
 Components (chosen by ``bench/detect_quality.py``, see its table):
 
 * ``level`` — robust z of the value against the median of the last ``window``
-  values, scaled by the window's IQR (fallback: running mean absolute deviation).
+  values, scaled by the window's IQR (fallbacks for flat, quantised series:
+  interdecile range, then running mean absolute deviation).
 * ``diff`` — robust z of the step from the median of the last ``SHORT``
   values (not the last value alone, so the return from a spike is not a
-  second alarm) against the median absolute step; catches spikes and level
-  shifts on smooth or seasonal series where the level's spread is wide.
+  second alarm) against the median absolute step (of non-zero steps when most
+  are zero); catches spikes and level shifts on smooth or seasonal series
+  where the level's spread is wide.
 * ``ewma`` — the z of the value against an exponentially weighted mean and
   variance; the classical baseline.
 
 Each raw z is divided by an online 0.995-quantile of the same entity's past z
 (never below ``Z_FLOOR``), so a heavy-tailed but steady series keeps low
-scores, then squashed to [0, 1]. ``ensemble`` takes the max of ``level`` and
-``diff``.
+scores, then squashed to [0, 1] (0.5 at 1.5 times that quantile). ``ensemble``
+takes the max of ``level`` and ``diff``; with ``season_bins`` it first removes
+a learned time-of-day offset (the registry's ``seasonal``; it did not pay on
+the benchmark, so it is off by default).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from models.window import LogQuantile, SortedWindow, squash
+from models.window import HALF_SCORE_Z, LogQuantile, SortedWindow, squash
 
 Method = Literal["level", "diff", "ewma", "ensemble"]
 Direction = Literal["both", "up", "down"]
@@ -115,7 +119,8 @@ class SeriesDetector:
         score = self._score(z_level, z_diff) if is_warm else 0.0
         if self.method == "ewma":
             median, level_scale = self._ew[0], math.sqrt(self._ew[1]) or level_scale
-        band = 2.0 * max(self._q_level.value, Z_FLOOR) * level_scale
+        # The range whose values would score below 0.5 on the level component.
+        band = HALF_SCORE_Z * max(self._q_level.value, Z_FLOOR) * level_scale
         scored = Scored(score, z_level, offset + median - band, offset + median + band, is_warm)
         self._learn_season(pos, x - median, offset, level_scale)
         self._learn(x, median, (z_level, z_diff), is_warm)
