@@ -1,0 +1,82 @@
+"""Spend pacing: when a workflow spends faster than its hourly budget, the cost weight of its objective grows.
+
+The pacer watches spend per workflow as an event-time decayed rate (bias
+corrected while its memory is still filling) and runs a multiplicative
+controller on the cost weight: above ``target`` of the budget it raises the
+multiplier, below it lets it fall back towards 1. The multiplier moves at
+most ``gain`` e-folds per minute, so a single expensive request cannot swing
+routing, yet a sustained overrun is corrected within minutes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class BudgetPacer:
+    """Cost-weight multiplier of one workflow, driven by its spend rate against ``budget_usd_per_hour``.
+
+    Args:
+        budget_usd_per_hour: The workflow's budget.
+        target: Fraction of the budget to aim at (the rest absorbs noise).
+        half_life_ms: Memory of the spend rate.
+        gain: Largest change of log(multiplier) per minute of event time.
+        max_scale: Upper bound of the multiplier.
+
+    >>> p = BudgetPacer(36.0, half_life_ms=60_000)
+    >>> for t in range(0, 600_000, 1_000): p.add(0.02, t)   # $72/h, twice the budget
+    >>> p.spend_per_hour(600_000) > 60, p.cost_scale > 2
+    (True, True)
+    """
+
+    def __init__(self, budget_usd_per_hour: float, target: float = 0.85, half_life_ms: float = 60_000.0,
+                 gain: float = 1.0, max_scale: float = 50.0) -> None:
+        self.budget_usd_per_hour, self.target = budget_usd_per_hour, target
+        self.half_life_ms, self.gain, self.max_scale = half_life_ms, gain, max_scale
+        self.cost_scale = 1.0
+        self._spent = 0.0
+        self._ts_ms: int | None = None
+        self._first_ms: int | None = None
+
+    def add(self, cost_usd: float, ts_ms: int) -> None:
+        """Count one request's cost at ``ts_ms``; step the controller by the event time elapsed."""
+        if self._ts_ms is None or self._first_ms is None:
+            self._ts_ms = self._first_ms = ts_ms
+        elif ts_ms > self._ts_ms:
+            dt_ms = ts_ms - self._ts_ms
+            self._spent *= 0.5 ** (dt_ms / self.half_life_ms)
+            self._ts_ms = ts_ms
+            self._step(dt_ms)
+        self._spent += cost_usd
+
+    def spend_per_hour(self, now_ms: int) -> float:
+        """Estimated spend rate in USD per hour at ``now_ms``."""
+        if self._ts_ms is None or self._first_ms is None:
+            return 0.0
+        spent = self._spent * 0.5 ** (max(now_ms - self._ts_ms, 0) / self.half_life_ms)
+        coverage = 1.0 - 0.5 ** (max(now_ms - self._first_ms, 1_000) / self.half_life_ms)
+        return float(spent * math.log(2) / (self.half_life_ms / 3_600_000.0) / coverage)
+
+    def _step(self, dt_ms: int) -> None:
+        assert self._ts_ms is not None
+        ratio = self.spend_per_hour(self._ts_ms) / (self.target * self.budget_usd_per_hour)
+        # log-ratio error, clipped: a 2x overrun and a 10x overrun push equally hard.
+        error = max(-1.0, min(1.0, math.log(max(ratio, 1e-9))))
+        step = self.gain * error * dt_ms / 60_000.0
+        self.cost_scale = min(self.max_scale, max(1.0, self.cost_scale * math.exp(step)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able state."""
+        return {"budget": self.budget_usd_per_hour, "target": self.target, "half_life_ms": self.half_life_ms,
+                "gain": self.gain, "max_scale": self.max_scale, "scale": self.cost_scale, "spent": self._spent,
+                "ts_ms": self._ts_ms, "first_ms": self._first_ms}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> "BudgetPacer":
+        """Inverse of ``to_dict``."""
+        p = cls(float(state["budget"]), float(state["target"]), float(state["half_life_ms"]), float(state["gain"]),
+                float(state["max_scale"]))
+        p.cost_scale, p._spent = float(state["scale"]), float(state["spent"])
+        p._ts_ms, p._first_ms = state["ts_ms"], state["first_ms"]
+        return p
