@@ -1,4 +1,4 @@
-"""Bayesian view of an experiment's arms and the traffic split drawn from it: chance to win, expected loss, top-two Thompson shares, sticky buckets.
+"""Bayesian view of an experiment's arms and the traffic split drawn from it; sticky buckets.
 
 Each arm's mean gets a normal posterior (normal prior around the pooled mean,
 known-variance update with the arm's sample variance): at the sample sizes
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 
 from processors.experiments.sequential import Moments
 
@@ -41,15 +41,8 @@ class Posterior:
 
     def interval(self, level: float = 0.95) -> tuple[float, float]:
         """Equal-tailed credible interval."""
-        half = float(ndtr_inv((1.0 + level) / 2.0)) * self.sd
+        half = float(ndtri((1.0 + level) / 2.0)) * self.sd
         return self.mean - half, self.mean + half
-
-
-def ndtr_inv(p: float) -> float:
-    """Standard normal quantile (kept here so callers need not import scipy)."""
-    from scipy.special import ndtri
-
-    return float(ndtri(p))
 
 
 def posteriors(arms: Sequence[Moments], prior_sd: float) -> list[Posterior]:

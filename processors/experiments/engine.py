@@ -31,7 +31,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from processors.experiments.allocation import Chances, bucket, chance_to_win, pick, posteriors, top_two_shares, with_floor
+from processors.experiments.allocation import (
+    Chances, bucket, chance_to_win, pick, posteriors, top_two_shares, with_floor,
+)
 from processors.experiments.decision import Rules, judge_guardrails, judge_primary
 from processors.experiments.guardrails import Guardrail, metric_value
 from processors.experiments.sequential import Moments, srm_p_value
@@ -267,7 +269,7 @@ class ExperimentEngine:
 
     def _stop(self, now_ms: int, reason: str) -> bool:
         self.state.status, self.state.decided_ts_ms = ExperimentStatus.STOPPED, now_ms
-        self.state.reasons["experiment"] = reason
+        self.state.reasons["(experiment)"] = reason  # parenthesised to stand apart from variant names
         return True
 
     def _evidence_common(self, srm_p: float, is_srm_ok: bool) -> dict[str, Any]:

@@ -33,8 +33,10 @@ _NUMERIC_FIELDS = frozenset({"latency_ms", "cost_usd", "reward_latency", "reward
 class Guardrail:
     """One lower-is-better metric and the regression it tolerates.
 
-    >>> Guardrail.parse("latency_ms:15%"), Guardrail.parse("error_rate")
-    (Guardrail(metric='latency_ms', tolerance=0.15, is_relative=True), Guardrail(metric='error_rate', tolerance=0.02, is_relative=False))
+    >>> Guardrail.parse("latency_ms:15%")
+    Guardrail(metric='latency_ms', tolerance=0.15, is_relative=True)
+    >>> Guardrail.parse("error_rate")
+    Guardrail(metric='error_rate', tolerance=0.02, is_relative=False)
     """
 
     metric: str

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from processors.experiments import ExperimentConfig, ExperimentEngine, Rules, unit_of
 from processors.experiments.allocation import bucket
@@ -222,3 +224,19 @@ def test_for_workflow_needs_an_experiment_and_two_variants() -> None:
     assert eng is not None and eng.names == ("control", "treatment") and eng.workflow == "support-bot"
     with pytest.raises(ValueError):
         ExperimentEngine(replace(spec, guardrails=("bogus",)), "bot", AB)
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.floats(-1.0, 1.0)), max_size=60), st.floats(0.0, 0.3))
+def test_allocation_is_always_a_distribution_with_floors(rows: list[tuple[int, float]], min_share: float) -> None:
+    eng = engine(ABC, min_samples=5, min_share=min_share)
+    for i, (arm, reward) in enumerate(rows):
+        eng.observe(outcome(ABC[arm].name, reward, i))
+        if i % 10 == 9:
+            eng.decide(T0 + i * 1000)
+    shares = eng.allocation(T0 + 10**9)
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-9)
+    for name, status in zip(eng.names, eng.state.arm_status):
+        if eng.state.status is ExperimentStatus.RUNNING and status is not ArmStatus.RETIRED:
+            assert shares[name] >= min(min_share, 1 / 3) - 1e-12
+        elif status is ArmStatus.RETIRED:
+            assert shares[name] == 0.0

@@ -1,4 +1,4 @@
-"""Statistics of experiments: moments, the mixture SPRT and its confidence sequence, SRM, shares, buckets, guardrails."""
+"""Statistics of experiments: moments, mixture SPRT and confidence sequence, SRM, shares, buckets, guardrails."""
 
 from __future__ import annotations
 
