@@ -17,11 +17,12 @@ from infra.topics import BY_NAME
 from processors.anomaly import DetectorBank
 from processors.correlation import FeedbackVerdict, OutcomeCorrelator
 from processors.dedup import Deduplicator
+from processors.experiments import ExperimentEngine
 from processors.incidents import IncidentCorrelator
 from processors.throttle import AnomalyThrottle
 from processors.workflows import WorkflowRegistry
 from schemas.records import (
-    Anomaly, DeadLetter, FeedbackEvent, LogEvent, MetricEvent, RequestEvent, WorkflowDefinition,
+    Anomaly, DeadLetter, FeedbackEvent, LogEvent, MetricEvent, Outcome, RequestEvent, WorkflowDefinition,
 )
 from schemas.serde import RECORD_TYPES, Codec, make_codec
 from sinks.prometheus import Metrics
@@ -248,7 +249,46 @@ class IncidentStage(Stage):
                 for incident in self.correlator.advance(self._watermark_ms)]
 
 
-STAGES: tuple[type[Stage], ...] = (WorkflowStage, CorrelateStage, ObserveStage, IncidentStage)
+class LearnStage(Stage):
+    """outcomes → experiment decisions (allocation, statistics, winners) per workflow experiment.
+
+    Experiments learn from final outcomes only (``ExperimentEngine.observe``), so
+    a request is counted once whatever the feedback did.
+    """
+
+    name = "learn"
+    inputs = ("outcomes",)
+
+    def __init__(self, env: StageEnv) -> None:
+        super().__init__(env)
+        self.experiments: dict[str, ExperimentEngine] = {}
+        for definition in env.registry:
+            self._on_workflow(definition)
+        env.workflow_listeners.append(self._on_workflow)
+        self._watermark_ms = 0
+
+    def _on_workflow(self, definition: WorkflowDefinition) -> None:
+        engine = ExperimentEngine.for_workflow(definition)
+        if engine is not None and engine.spec.name not in self.experiments:
+            self.experiments[engine.spec.name] = engine
+
+    def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
+        assert isinstance(record, Outcome)
+        self._watermark_ms = max(self._watermark_ms, record.ts_ms)
+        for engine in self.experiments.values():
+            if engine.workflow == record.workflow:
+                engine.observe(record)
+
+    def after_batch(self) -> list[Outgoing]:
+        out = []
+        for name, engine in self.experiments.items():
+            decision = engine.decide(self._watermark_ms) if self._watermark_ms else None
+            if decision is not None:
+                out.append(self.env.encode("decisions.experiments", name, decision))
+        return out
+
+
+STAGES: tuple[type[Stage], ...] = (WorkflowStage, CorrelateStage, ObserveStage, IncidentStage, LearnStage)
 
 
 def _field_names(record_type: type) -> frozenset[str]:

@@ -106,3 +106,26 @@ def test_incident_stage_groups_anomalies_and_resolves_in_event_time() -> None:
     updates = [decode(o, Incident) for o in stage.handle(quiet)]
     assert [(i.incident_id, i.status) for i in updates if i.root_cause == "route:gpt-large"] == [
         (firing.incident_id, IncidentStatus.RESOLVED)]
+
+
+def test_learn_stage_publishes_experiment_decisions_from_final_outcomes_only() -> None:
+    from processors.correlation import OutcomeCorrelator
+    from schemas.records import ExperimentDecision, ExperimentSpec, ExperimentStatus, VariantSpec
+    from streams.stages import LearnStage
+
+    e = env()
+    workflow = make_workflow(variants=(VariantSpec("a", is_control=True), VariantSpec("b")),
+                             experiment=ExperimentSpec("support-prompt"))
+    WorkflowStage(e).handle([msg("p.workflows", workflow)])
+    stage = LearnStage(e)
+    correlator = OutcomeCorrelator(e.registry)
+    provisional = [correlator.on_request(make_request(f"r{i}", ts_ms=T0 + i, variant="ab"[i % 2])) for i in range(10)]
+    finals = correlator.advance(T0 + 3_600_000 + 10)
+    out = stage.handle([msg("p.outcomes", o, i) for i, o in enumerate(provisional)])
+    [first] = [decode(o, ExperimentDecision) for o in out]  # the first decision says what is running
+    assert first.experiment == "support-prompt" and first.status is ExperimentStatus.RUNNING
+    assert sum(arm.n for arm in first.arms) == 0  # provisional outcomes are not counted
+    engine = stage.experiments["support-prompt"]
+    assert (sum(engine.state.observed), engine.state.ignored) == (0, 10)
+    stage.handle([msg("p.outcomes", o, 10 + i) for i, o in enumerate(finals)])
+    assert sum(engine.state.observed) == 10 and engine.state.observed == [5, 5]
