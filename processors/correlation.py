@@ -15,9 +15,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Iterable
 
+from typing import Any
+
 from processors.reward import reward
 from processors.workflows import WorkflowRegistry
 from schemas.records import FeedbackEvent, FeedbackKind, Outcome, RequestEvent, Status
+from schemas.serde import json_codec
+
+_REQUEST = json_codec(RequestEvent)
+_FEEDBACK = json_codec(FeedbackEvent)
 
 #: Quality assumed for the reward while no feedback says otherwise; ``Outcome.quality`` stays None.
 NEUTRAL_QUALITY = 0.5
@@ -99,6 +105,7 @@ class OutcomeCorrelator:
         self._deadlines: list[tuple[int, str]] = []
         self._closed: dict[str, int] = {}  # request_id -> deadline, insertion-ordered
         self._max_closed = max_closed
+        self._dirty: set[str] = set()  # request ids whose durable state changed since drain_changes()
         self.watermark_ms = 0
 
     def __len__(self) -> int:
@@ -113,6 +120,7 @@ class OutcomeCorrelator:
         if pending is None:
             pending = self._pending[request.request_id] = _Pending()
         pending.request = request
+        self._dirty.add(request.request_id)
         window_ms = int(self._registry.window_s(request.workflow) * 1000)
         pending.deadline_ms = request.ts_ms + window_ms
         heapq.heappush(self._deadlines, (pending.deadline_ms, request.request_id))
@@ -136,6 +144,7 @@ class OutcomeCorrelator:
         if feedback.feedback_id in pending.feedback:
             return FeedbackVerdict.DUPLICATE
         pending.feedback[feedback.feedback_id] = feedback
+        self._dirty.add(feedback.request_id)
         return FeedbackVerdict.ACCEPTED
 
     def advance(self, watermark_ms: int | None = None) -> list[Outcome]:
@@ -160,8 +169,48 @@ class OutcomeCorrelator:
 
     def _close(self, request_id: str, deadline_ms: int) -> None:
         self._closed[request_id] = deadline_ms
+        self._dirty.add(request_id)
         if len(self._closed) > self._max_closed:
-            del self._closed[next(iter(self._closed))]
+            evicted = next(iter(self._closed))
+            del self._closed[evicted]
+            self._dirty.add(evicted)
+
+    # ------------------------------------------------------------ durable state
+
+    def drain_changes(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """The state of every request that changed since the last call (None: forget it).
+
+        Together with ``watermark_ms`` this is all a restart needs: ``load`` each
+        pair into a fresh correlator and it decides exactly as this one would.
+        """
+        changes = [(request_id, self._state_of(request_id)) for request_id in sorted(self._dirty)]
+        self._dirty.clear()
+        return changes
+
+    def load(self, request_id: str, state: dict[str, Any] | None) -> None:
+        """Restore one request's state as ``drain_changes`` gave it (the newest wins)."""
+        self._pending.pop(request_id, None)
+        self._closed.pop(request_id, None)
+        if state is None:
+            return
+        if "closed_ms" in state:
+            self._closed[request_id] = int(state["closed_ms"])
+            return
+        request = None if state["request"] is None else _REQUEST.from_dict(state["request"])
+        feedback = {f["feedback_id"]: _FEEDBACK.from_dict(f) for f in state["feedback"]}
+        pending = self._pending[request_id] = _Pending(request, feedback, int(state["deadline_ms"]))
+        heapq.heappush(self._deadlines, (pending.deadline_ms, request_id))
+
+    def _state_of(self, request_id: str) -> dict[str, Any] | None:
+        pending = self._pending.get(request_id)
+        if pending is not None:
+            return {
+                "request": None if pending.request is None else _REQUEST.to_dict(pending.request),
+                "feedback": [_FEEDBACK.to_dict(f) for f in pending.feedback.values()],
+                "deadline_ms": pending.deadline_ms,
+            }
+        closed_ms = self._closed.get(request_id)
+        return None if closed_ms is None else {"closed_ms": closed_ms}
 
     def _outcome(self, pending: _Pending, request: RequestEvent, *, is_final: bool, ts_ms: int) -> Outcome:
         quality = combined_quality(pending.feedback.values())

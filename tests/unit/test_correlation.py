@@ -110,3 +110,26 @@ def test_explicit_feedback_outweighs_implicit() -> None:
     mixed = [make_feedback(kind="thumbs", value=1, feedback_id="a"), make_feedback(kind="dwell", value=0, feedback_id="b")]
     assert combined_quality(mixed) == pytest.approx(1.0 / 1.3)
     assert combined_quality([]) is None
+
+
+def test_restored_correlator_decides_exactly_as_the_original() -> None:
+    import orjson
+
+    registry = WorkflowRegistry()
+    original, copy = OutcomeCorrelator(registry), OutcomeCorrelator(registry)
+    events = [make_request("r1", ts_ms=T0), make_feedback("r2", ts_ms=T0 + 1, kind="rating", value=4),
+              make_request("r2", ts_ms=T0 + 2), make_feedback("r1", ts_ms=T0 + 3, kind="thumbs", value=0),
+              make_request("r3", ts_ms=T0 + HOUR_MS)]
+    for event in events:
+        original.on_request(event) if hasattr(event, "route") else original.on_feedback(event)
+    original.advance()
+    for request_id, state in original.drain_changes():  # through JSON, as the changelog carries it
+        copy.load(request_id, None if state is None else orjson.loads(orjson.dumps(state)))
+    copy.watermark_ms = original.watermark_ms
+    assert original.drain_changes() == []
+    later = [make_feedback("r1", ts_ms=T0 + HOUR_MS + 5), make_feedback("r3", ts_ms=T0 + HOUR_MS + 6, kind="nps", value=9)]
+    verdicts = [(c.on_feedback(later[0]), c.on_feedback(later[1])) for c in (original, copy)]
+    assert verdicts[0] == verdicts[1] == (FeedbackVerdict.LATE, FeedbackVerdict.ACCEPTED)
+    assert original.on_request(make_request("r1", ts_ms=T0)) is copy.on_request(make_request("r1", ts_ms=T0)) is None
+    finals = [c.advance(T0 + 3 * HOUR_MS) for c in (original, copy)]
+    assert finals[0] == finals[1] and [o.request_id for o in finals[0]] == ["r2", "r3"]
