@@ -11,6 +11,7 @@ and ``restore`` carry all of it as plain JSON-able dicts.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -77,7 +78,8 @@ class Remediator:
         self._escalations: dict[str, Escalation] = {}
         self._shedding: dict[str, list[Any]] = {}  # workflow -> [episode, step, until_ms]
         self._emitted: dict[str, None] = {}  # insertion-ordered, bounded set of keys
-        self.warnings: list[str] = []
+        self._degraded: dict[str, str] = {}  # workflow -> the route kept serving
+        self.warnings: deque[str] = deque(maxlen=100)
 
     # ------------------------------------------------------------------ inputs
     def observe_workflow(self, definition: WorkflowDefinition) -> None:
@@ -179,9 +181,13 @@ class Remediator:
             else:
                 keeper = min(candidates, key=lambda r: (self._breakers[r].failure_rate(now_ms), r))
             vetoed.append(keeper)
-            message = f"every route of {workflow} would be open: keeping {keeper} serving"
-            self.warnings.append(message)
-            self.audit.note("degraded", now_ms, keeper, "open_circuit", message)
+            if self._degraded.get(workflow) != keeper:  # warn on entering degraded mode, not every second
+                self._degraded[workflow] = keeper
+                message = f"every route of {workflow} would be open: keeping {keeper} serving"
+                self.warnings.append(message)
+                self.audit.note("degraded", now_ms, keeper, "open_circuit", message)
+        for workflow in [w for w, keeper in self._degraded.items() if keeper not in vetoed]:
+            del self._degraded[workflow]
         return vetoed
 
     def _breaker_command(self, breaker: CircuitBreaker, t: Transition) -> Command | None:
@@ -326,7 +332,7 @@ class Remediator:
             "episodes": dict(self._episodes), "route_incident": dict(self._route_incident),
             "escalations": [e.to_dict() for e in self._escalations.values()],
             "shedding": {w: list(v) for w, v in self._shedding.items()},
-            "emitted": list(self._emitted), "limits": self.limits.snapshot(), "audit": self.audit.snapshot(),
+            "emitted": list(self._emitted), "degraded": dict(self._degraded), "limits": self.limits.snapshot(), "audit": self.audit.snapshot(),
             "overload": self.overload.snapshot(), "regression": self.regression.snapshot(),
         }
 
@@ -338,6 +344,7 @@ class Remediator:
         self._escalations = {e["incident_id"]: Escalation.from_dict(e) for e in state["escalations"]}
         self._shedding = {w: list(v) for w, v in state["shedding"].items()}
         self._emitted = dict.fromkeys(state["emitted"])
+        self._degraded = dict(state["degraded"])
         self.limits.restore(state["limits"])
         self.audit.restore(state["audit"])
         self.overload.restore(state["overload"])
