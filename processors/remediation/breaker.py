@@ -67,7 +67,13 @@ class BreakerConfig:
         10000
         """
         d = cls()
-        get = lambda name, default: float(params.get(name, default))  # noqa: E731
+
+        def get(name: str, default: float) -> float:
+            try:
+                return float(params.get(name, default))
+            except ValueError:  # a badly declared parameter falls back rather than stopping remediation
+                return default
+
         return cls(
             window_ms=int(get("window_s", d.window_ms / 1000) * 1000),
             fast_window_ms=int(get("fast_window_s", d.fast_window_ms / 1000) * 1000), bucket_ms=d.bucket_ms,

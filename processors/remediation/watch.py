@@ -14,7 +14,7 @@ better or equal version is never rolled back on noise.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from schemas.records import MetricEvent, Outcome, RequestEvent, Status, WorkflowDefinition
@@ -87,7 +87,6 @@ class Change:
     candidate: str
     ts_ms: int
     is_rolled_back: bool = False
-    seen: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from processors.remediation import BreakerConfig, BreakerState, CircuitBreaker, Remediator
+from processors.remediation import BreakerConfig, BreakerState, CircuitBreaker, Remediator, idempotency_key
 from schemas.records import (
-    ActionSpec, Command, PrivacyLevel, RequestContext, RequestEvent, RouteSpec, Status, WorkflowDefinition,
+    ActionSpec, Anomaly, Command, Incident, IncidentStatus, PrivacyLevel, RequestContext, RequestEvent, RouteSpec,
+    Severity, SignalKind, Status, WorkflowDefinition,
 )
 
 KEY = b"unit-test-signing-key-0123456789"
@@ -161,3 +162,33 @@ def test_breaker_snapshot_round_trips() -> None:
     again = CircuitBreaker.restore("a", b.snapshot())
     assert again.snapshot() == b.snapshot()
     assert again.propose(T0 + 31_000) == b.propose(T0 + 31_000)
+
+
+def test_an_unreadable_declared_parameter_falls_back_to_the_default() -> None:
+    assert BreakerConfig.from_params({"error_rate": "lots", "min_requests": "50"}) == BreakerConfig(min_requests=50)
+
+
+def latency_anomaly(ts_ms: int, severity: str = "critical") -> Anomaly:
+    return Anomaly(f"an-{ts_ms}", ts_ms, "a", "route", "latency_ms", SignalKind.ANOMALY, 0.99, Severity(severity),
+                   9000.0, 500.0, 1500.0, ts_ms - 60_000, ts_ms, "robust", "1")
+
+
+def test_critical_latency_anomalies_open_a_busy_route_but_warnings_do_not() -> None:
+    r = remediator()
+    drive(r, T0, 2, {"a": (50, 0.0), "b": (50, 0.0)})
+    for ts in (T0 + 2_000, T0 + 2_100):
+        r.observe_anomaly(latency_anomaly(ts))
+    r.observe_anomaly(latency_anomaly(T0 + 2_200, "warning"))
+    assert r.advance(T0 + 2_500) == []
+    r.observe_anomaly(latency_anomaly(T0 + 2_300))
+    assert [(c.action, c.target, c.reason) for c in r.advance(T0 + 2_500)] == [
+        ("open_circuit", "a", "3 latency anomalies")]
+
+
+def test_a_breaker_opened_during_an_incident_carries_its_id_and_uses_it_as_the_episode() -> None:
+    r = remediator(remediation=(ActionSpec("open_circuit"),))  # no escalation actions declared
+    r.observe_incident(Incident("inc-9", T0, IncidentStatus.FIRING, Severity.CRITICAL, "route:a", "route:a", T0,
+                                ("route:a/error_rate",), 2, "errors"))
+    commands = drive(r, T0, 2, {"a": (50, 1.0), "b": (50, 0.0)})
+    assert [(c.action, c.incident_id, c.command_id) for c in commands] == [
+        ("open_circuit", "inc-9", idempotency_key("inc-9", "open_circuit", "a", 0))]
