@@ -78,6 +78,7 @@ class Remediator:
         self._escalations: dict[str, Escalation] = {}
         self._shedding: dict[str, list[Any]] = {}  # workflow -> [episode, step, until_ms]
         self._emitted: dict[str, None] = {}  # insertion-ordered, bounded set of keys
+        self._resolved: dict[str, None] = {}  # incidents already over (bounded)
         self._degraded: dict[str, str] = {}  # workflow -> the route kept serving
         self.warnings: deque[str] = deque(maxlen=100)
 
@@ -115,8 +116,13 @@ class Remediator:
                 escalation.is_open = False
             if route is not None and self._route_incident.get(route) == incident.incident_id:
                 del self._route_incident[route]
+            self._resolved[incident.incident_id] = None
+            if len(self._resolved) > self.config.max_remembered:
+                del self._resolved[next(iter(self._resolved))]
             self.audit.settle(incident.resolved_ms or incident.ts_ms, "resolved", incident_id=incident.incident_id)
             return
+        if incident.incident_id in self._resolved:
+            return  # a late redelivery of a firing update: the incident is over
         if route is not None:
             self._route_incident[route] = incident.incident_id
         if (_SEVERITY_RANK[incident.severity] < _SEVERITY_RANK[self.config.min_severity]
@@ -332,7 +338,8 @@ class Remediator:
             "episodes": dict(self._episodes), "route_incident": dict(self._route_incident),
             "escalations": [e.to_dict() for e in self._escalations.values()],
             "shedding": {w: list(v) for w, v in self._shedding.items()},
-            "emitted": list(self._emitted), "degraded": dict(self._degraded), "limits": self.limits.snapshot(), "audit": self.audit.snapshot(),
+            "emitted": list(self._emitted), "degraded": dict(self._degraded),
+            "resolved": list(self._resolved), "limits": self.limits.snapshot(), "audit": self.audit.snapshot(),
             "overload": self.overload.snapshot(), "regression": self.regression.snapshot(),
         }
 
@@ -345,6 +352,7 @@ class Remediator:
         self._shedding = {w: list(v) for w, v in state["shedding"].items()}
         self._emitted = dict.fromkeys(state["emitted"])
         self._degraded = dict(state["degraded"])
+        self._resolved = dict.fromkeys(state["resolved"])
         self.limits.restore(state["limits"])
         self.audit.restore(state["audit"])
         self.overload.restore(state["overload"])

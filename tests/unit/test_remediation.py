@@ -225,3 +225,17 @@ def test_a_version_whose_reward_regresses_is_rolled_back() -> None:
         r.observe_outcome(outcome(i, "v2", 0.55 + 0.1 * (i % 3)))
     commands = r.advance(T0 + 1_000)
     assert [(c.action, c.reason) for c in commands] == [("rollback", "v2 regressed: reward 0.800 -> 0.650")]
+
+
+def test_a_late_firing_update_of_a_resolved_incident_starts_nothing() -> None:
+    r = Remediator(KEY)
+    r.observe_workflow(workflow())
+    r.observe_incident(incident())
+    assert [c.action for c in r.advance(T0)] == ["reroute"]
+    r.observe_incident(incident(IncidentStatus.RESOLVED, T0 + 10_000))
+    assert r.advance(T0 + 10_000) == []
+    restored = Remediator(KEY)
+    restored.restore(orjson.loads(orjson.dumps(r.snapshot())))
+    restored.observe_incident(incident(ts_ms=T0 + 11_000))  # redelivered
+    assert restored.advance(T0 + 500_000) == []
+    assert restored.snapshot()["escalations"] == []
