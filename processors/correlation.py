@@ -111,6 +111,10 @@ class OutcomeCorrelator:
     def __len__(self) -> int:
         return len(self._pending)
 
+    def is_too_late(self, ts_ms: int, workflow: str | None) -> bool:
+        """Whether an event this old can only belong to a window that has closed (refuse it, do not guess)."""
+        return ts_ms + int(self._registry.window_s(workflow or "") * 1000) <= self.watermark_ms
+
     def on_request(self, request: RequestEvent) -> Outcome | None:
         """The request's provisional outcome; None if it was already seen."""
         self._see(request.ts_ms)

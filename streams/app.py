@@ -7,20 +7,32 @@ import ssl
 from typing import Any
 
 import faust
+from faust.app.base import BootStrategy
 
 from infra.settings import Settings
 from sinks.prometheus import Metrics
-from streams.agents import register_agents
+from streams.engine import EngineConfig, StageRunner
+from streams.host import register_engine
 from streams.stages import STAGES, Stage, StageEnv
 
 log = logging.getLogger(__name__)
 
 
+class EngineBoot(BootStrategy):
+    """Faust's own consumer and producer stay off: the engine's stage runners consume and produce."""
+
+    enable_kafka_consumer = False
+    enable_kafka_producer = False
+
+
 class LoopwiseApp(faust.App):
-    """A Faust app that also carries loopwise's stages, metrics and fetch wait."""
+    """A Faust app that hosts loopwise's stage runners and carries its metrics and settings."""
+
+    BootStrategy = EngineBoot
 
     fetch_max_wait_ms: int | None = None
     stages: list[Stage]
+    runners: list[StageRunner]
     metrics: Metrics
     loopwise_settings: Settings
 
@@ -42,8 +54,8 @@ def faust_credentials(settings: Settings) -> Any:
     )
 
 
-def create_app(settings: Settings, *, metrics: Metrics | None = None, batch_max: int = 500,
-               batch_within_s: float = 0.02) -> LoopwiseApp:
+def create_app(settings: Settings, *, metrics: Metrics | None = None,
+               engine: EngineConfig = EngineConfig()) -> LoopwiseApp:
     """Build the app for ``settings`` (which must name a cluster: see ``Settings.with_bootstrap``)."""
     datadir = settings.data_dir / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -73,5 +85,6 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None, batch_max:
     app.metrics = metrics or Metrics()
     env = StageEnv(settings, app.metrics)
     app.stages = [stage_type(env) for stage_type in STAGES]
-    register_agents(app, app.stages, batch_max=batch_max, batch_within_s=batch_within_s)
+    app.runners = [StageRunner(settings, stage, app.metrics, engine) for stage in app.stages]
+    register_engine(app, app.runners)
     return app

@@ -8,9 +8,12 @@ so a stage runs the same under Faust, the fast path, or a unit test.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
+
+import orjson
 
 from infra.settings import Settings
 from infra.topics import BY_NAME
@@ -27,6 +30,8 @@ from schemas.records import (
 from schemas.serde import RECORD_TYPES, Codec, make_codec
 from sinks.prometheus import Metrics
 from streams.edge import InputGate, RawMessage
+
+_WATERMARK_KEY = b"~watermark"
 
 #: Which record field identifies an event of each input topic (for deduplication).
 DEDUP_FIELDS = {"requests": "request_id", "feedback": "feedback_id", "jobs": "job_id", "route.requests": "request_id"}
@@ -51,6 +56,7 @@ class StageEnv:
     def __init__(self, settings: Settings, metrics: Metrics, now_ms: Callable[[], int] = wall_clock_ms) -> None:
         self.settings, self.metrics, self.now_ms = settings, metrics, now_ms
         self.registry = WorkflowRegistry()
+        self.lock = threading.RLock()
         self.workflow_listeners: list[Callable[[WorkflowDefinition], None]] = []
         self._codecs: dict[str, Codec[Any]] = {}
 
@@ -67,10 +73,10 @@ class StageEnv:
             )
         return codec
 
-    def gate(self, logical: str, *, dedup_horizon_ms: int = 3_600_000) -> InputGate[Any]:
+    def gate(self, logical: str, *, dedup_horizon_ms: int = 3_600_000, is_deduplicating: bool = True) -> InputGate[Any]:
         spec = BY_NAME[logical]
         key_field = spec.key if spec.key in _field_names(RECORD_TYPES[spec.record]) else None
-        dedup_field = DEDUP_FIELDS.get(logical)
+        dedup_field = DEDUP_FIELDS.get(logical) if is_deduplicating else None
         return InputGate(
             self.codec(logical), key_field=key_field, dedup_field=dedup_field,
             dedup=Deduplicator(dedup_horizon_ms) if dedup_field else None, now_ms=self.now_ms,
@@ -90,14 +96,27 @@ class StageEnv:
 
 
 class Stage:
-    """Base: route each message to its topic's gate, count it, hand valid records to ``on_record``."""
+    """Base: route each message to its topic's gate, count it, hand valid records to ``on_record``.
+
+    A stage with durable state (``has_state``) reports what changed after each batch
+    (``state_changes``: partition, key, value or None to forget) and can be rebuilt
+    from those records (``restore``); the engine writes them to the stage's
+    changelog in the same transaction as the batch's outputs and offsets.
+    """
 
     name = "stage"
     inputs: tuple[str, ...] = ()
+    has_state = False
+    #: Read every partition in every worker (no consumer group), e.g. workflow definitions.
+    is_global = False
+    #: Whether the gates drop duplicates themselves (in memory); a stage whose
+    #: durable state already recognises them turns this off.
+    is_gate_deduplicating = True
 
     def __init__(self, env: StageEnv) -> None:
         self.env = env
-        self._gates = {env.topic(name): env.gate(name) for name in self.inputs}
+        self._gates = {env.topic(name): env.gate(name, is_deduplicating=self.is_gate_deduplicating)
+                       for name in self.inputs}
         self._logical = {env.topic(name): name for name in self.inputs}
 
     @property
@@ -112,18 +131,34 @@ class Stage:
             if isinstance(result, DeadLetter):
                 out.append(self.env.dead(result))
                 continue
-            counts[message.topic] = counts.get(message.topic, 0) + 1
-            self.on_record(self._logical[message.topic], message, result, out)
+            if self.on_record(self._logical[message.topic], message, result, out) is not False:
+                counts[message.topic] = counts.get(message.topic, 0) + 1
         out.extend(self.after_batch())
         for topic, n in counts.items():
             self.env.metrics.events_in(topic).inc(n)
         return out
 
-    def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
-        """Handle one valid, new record; append what to send to ``out``."""
+    def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> bool | None:
+        """Handle one valid, new record; append what to send to ``out``; False if it was dead-lettered."""
+        return None
+
+    def reject(self, message: RawMessage, reason: str, error: str, out: list[Outgoing]) -> bool:
+        """Dead-letter a record the stage itself refuses (duplicate, too late); returns False for ``on_record``."""
+        out.append(self.env.dead(self._gates[message.topic].dead_letter(message, reason, error)))
+        return False
 
     def after_batch(self) -> list[Outgoing]:
         return []
+
+    def state_changes(self) -> list[tuple[int, bytes, bytes | None]]:
+        """What changed in the durable state since the last call, as changelog records."""
+        return []
+
+    def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Rebuild one partition's state from its changelog records, oldest first."""
+
+    def forget(self, partition: int) -> None:
+        """Drop the state of a partition this worker no longer owns."""
 
 
 class CorrelateStage(Stage):
@@ -138,6 +173,8 @@ class CorrelateStage(Stage):
 
     name = "correlate"
     inputs = ("requests", "feedback")
+    has_state = True
+    is_gate_deduplicating = False  # the correlator's durable state recognises repeats
 
     def __init__(self, env: StageEnv) -> None:
         super().__init__(env)
@@ -152,35 +189,57 @@ class CorrelateStage(Stage):
             found = self.correlators[partition] = OutcomeCorrelator(self.env.registry)
         return found
 
-    def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
+    def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> bool | None:
         correlator = self._correlator(message.partition)
         self._touched.add(message.partition)
+        if correlator.is_too_late(record.ts_ms, record.workflow):
+            return self.reject(message, "too_late", f"ts_ms={record.ts_ms} is older than the feedback window "
+                               f"behind this partition's watermark ({correlator.watermark_ms})", out)
         if isinstance(record, RequestEvent):
             outcome = correlator.on_request(record)
-            if outcome is not None:
-                out.append(self.env.encode("outcomes", outcome.request_id, outcome))
-                self.env.anomalies(self.detectors.observe_request(record), self.throttle, out)
-            return
+            if outcome is None:
+                return self.reject(message, "duplicate", f"duplicate request_id={record.request_id!r}: already processed", out)
+            out.append(self.env.encode("outcomes", outcome.request_id, outcome))
+            self.env.anomalies(self.detectors.observe_request(record), self.throttle, out)
+            return True
         assert isinstance(record, FeedbackEvent)
         verdict = correlator.on_feedback(record)
         if verdict is FeedbackVerdict.LATE:
-            letter = self._gates[message.topic].dead_letter(
-                message, "too_late", f"feedback for request {record.request_id!r} arrived after its window closed",
-            )
-            out.append(self.env.dead(letter))
-        elif verdict is FeedbackVerdict.DUPLICATE:
-            letter = self._gates[message.topic].dead_letter(
-                message, "duplicate", f"duplicate feedback_id={record.feedback_id!r}",
-            )
-            out.append(self.env.dead(letter))
+            return self.reject(message, "too_late",
+                               f"feedback for request {record.request_id!r} arrived after its window closed", out)
+        if verdict is FeedbackVerdict.DUPLICATE:
+            return self.reject(message, "duplicate", f"duplicate feedback_id={record.feedback_id!r}", out)
+        return True
 
     def after_batch(self) -> list[Outgoing]:
         out = []
         for partition in self._touched:
             for outcome in self.correlators[partition].advance():
                 out.append(self.env.encode("outcomes", outcome.request_id, outcome))
-        self._touched.clear()
         return out
+
+    def state_changes(self) -> list[tuple[int, bytes, bytes | None]]:
+        changes: list[tuple[int, bytes, bytes | None]] = []
+        for partition in sorted(self._touched):
+            correlator = self.correlators[partition]
+            for request_id, state in correlator.drain_changes():
+                changes.append((partition, b"r:" + request_id.encode(), None if state is None else orjson.dumps(state)))
+            changes.append((partition, _WATERMARK_KEY, str(correlator.watermark_ms).encode()))
+        self._touched.clear()
+        return changes
+
+    def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> None:
+        correlator = self.correlators[partition] = OutcomeCorrelator(self.env.registry)
+        for key, value in records:
+            if key == _WATERMARK_KEY:
+                correlator.watermark_ms = int(value or b"0")
+            elif key.startswith(b"r:"):
+                correlator.load(key[2:].decode(), None if value is None else orjson.loads(value))
+        correlator.drain_changes()  # what was just loaded is already in the changelog
+
+    def forget(self, partition: int) -> None:
+        self.correlators.pop(partition, None)
+        self._touched.discard(partition)
 
 
 class WorkflowStage(Stage):
@@ -188,6 +247,7 @@ class WorkflowStage(Stage):
 
     name = "workflows"
     inputs = ("workflows",)
+    is_global = True
 
     def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
         assert isinstance(record, WorkflowDefinition)

@@ -133,3 +133,9 @@ def test_restored_correlator_decides_exactly_as_the_original() -> None:
     assert original.on_request(make_request("r1", ts_ms=T0)) is copy.on_request(make_request("r1", ts_ms=T0)) is None
     finals = [c.advance(T0 + 3 * HOUR_MS) for c in (original, copy)]
     assert finals[0] == finals[1] and [o.request_id for o in finals[0]] == ["r2", "r3"]
+
+
+def test_events_older_than_a_window_behind_the_watermark_are_too_late(correlator: OutcomeCorrelator) -> None:
+    correlator.on_request(make_request("r1", ts_ms=T0 + 2 * HOUR_MS))
+    assert correlator.is_too_late(T0 + HOUR_MS, "support-bot")
+    assert not correlator.is_too_late(T0 + HOUR_MS + 1, "support-bot")

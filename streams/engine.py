@@ -1,0 +1,317 @@
+"""The batch engine: each stage runs on its own confluent-kafka consumer, one transaction per batch.
+
+Per batch: consume up to ``batch_max`` messages, ``stage.handle`` them, then in
+ONE Kafka transaction produce the outputs, the stage's state changes (to its
+compacted changelog, partition for partition) and the consumed offsets. A
+batch is therefore applied exactly once: after a crash, the next owner of a
+partition restores the state of the last committed batch and resumes at its
+offsets, and consumers reading ``read_committed`` never see a half-done batch.
+
+Stages are the same objects the in-memory tests drive; Faust hosts the runners
+(``streams.app``) and owns the worker's lifecycle and signals.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from infra.settings import Settings
+from sinks.prometheus import Metrics
+from streams.edge import RawMessage
+from streams.stages import Outgoing, Stage
+
+log = logging.getLogger(__name__)
+
+_FENCE_KEY = b"~fence"
+
+
+class EngineError(RuntimeError):
+    """A stage runner cannot go on (the worker exits; a restart resumes from the last committed batch)."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How runners batch and commit."""
+
+    batch_max: int = 2000
+    poll_timeout_s: float = 0.02
+    is_exactly_once: bool = True
+    restore_timeout_s: float = 60.0
+
+
+def changelog_topic(settings: Settings, stage: Stage) -> str:
+    return f"{settings.topic_prefix}state.{settings.app_id}.{stage.name}"
+
+
+def ensure_changelog(settings: Settings, stage: Stage, timeout_s: float = 15.0) -> str:
+    """Create the stage's compacted changelog (as many partitions as its inputs) if missing."""
+    name = changelog_topic(settings, stage)
+    admin = AdminClient(settings.kafka_config())
+    metadata = admin.list_topics(timeout=timeout_s)
+    if name in metadata.topics:
+        return name
+    partitions = max(len(metadata.topics[t].partitions) for t in stage.topics if t in metadata.topics)
+    future = admin.create_topics([NewTopic(name, partitions, settings.replication_factor,
+                                           config={"cleanup.policy": "compact", "retention.ms": "-1"})])[name]
+    try:
+        future.result(timeout_s)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise EngineError(f"cannot create changelog {name}: {exc}") from exc
+    return name
+
+
+class StageRunner:
+    """Runs one stage in a thread until ``stop()``; errors end the thread and are kept in ``error``."""
+
+    def __init__(self, settings: Settings, stage: Stage, metrics: Metrics, config: EngineConfig = EngineConfig(),
+                 on_fatal: Callable[[BaseException], None] | None = None) -> None:
+        self.settings, self.stage, self.metrics, self.config = settings, stage, metrics, config
+        self.error: BaseException | None = None
+        self.batches = 0
+        self.positions: dict[tuple[str, int], int] = {}
+        self._on_fatal = on_fatal
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=f"loopwise-{stage.name}", daemon=True)
+        self._group = f"{settings.app_id}.{stage.name}"
+        self._changelog: str | None = None
+        self._processing = metrics.processing(stage.name)
+        self._next_lag_s = 0.0
+
+    def start(self) -> None:
+        if self.stage.has_state:
+            self._changelog = ensure_changelog(self.settings, self.stage)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish the batch in hand, commit it, leave the group."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning("stage %s did not stop within %.0f s", self.stage.name, timeout_s)
+
+    @property
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # ------------------------------------------------------------------ the loop
+
+    def _main(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 — reported to the host, which stops the worker
+            self.error = exc
+            log.exception("stage %s failed; the worker stops (a restart resumes from the last commit)", self.stage.name)
+            if self._on_fatal is not None:
+                self._on_fatal(exc)
+
+    def _run(self) -> None:
+        conf = self.settings.kafka_config()
+        producer_conf: dict[str, Any] = {**conf, "linger.ms": 2, "enable.idempotence": True}
+        if self.config.is_exactly_once and not self.stage.is_global:
+            producer_conf["transactional.id"] = f"{self._group}.{uuid.uuid4().hex[:12]}"
+        producer = Producer(producer_conf)
+        if "transactional.id" in producer_conf:
+            producer.init_transactions(30)
+        consumer = Consumer(self._consumer_conf(conf))
+        if self.stage.is_global:
+            # Every worker needs all of it (e.g. workflow definitions): read every partition, commit nothing.
+            metadata = consumer.list_topics(timeout=30)
+            consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in self.stage.topics
+                             for p in metadata.topics[t].partitions])
+        else:
+            consumer.subscribe(list(self.stage.topics), on_assign=self._on_assign(producer),
+                               on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        try:
+            while not self._stop.is_set():
+                messages = consumer.consume(self.config.batch_max, self.config.poll_timeout_s)
+                batch = [_raw(m) for m in messages if m.error() is None]
+                for m in messages:
+                    if m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(m.error())
+                if batch:
+                    self._process(batch, producer, consumer)
+                if time.monotonic() >= self._next_lag_s:
+                    self._report_lag(consumer)
+        finally:
+            consumer.close()  # leaves the group at once: the partitions move without a session timeout
+            producer.flush(10)
+
+    def _consumer_conf(self, conf: dict[str, str]) -> dict[str, Any]:
+        group = f"{self._group}.{uuid.uuid4().hex[:8]}" if self.stage.is_global else self._group
+        out: dict[str, Any] = {
+            **conf, "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed", "session.timeout.ms": int(self.settings.session_timeout_s * 1000),
+            "heartbeat.interval.ms": max(500, int(self.settings.session_timeout_s * 1000 / 6)),
+            # range keeps partition i of every input topic on one member (requests and their feedback meet)
+            "partition.assignment.strategy": "range", "fetch.queue.backoff.ms": 0,
+        }
+        wait_ms = self.settings.effective_fetch_max_wait_ms
+        if wait_ms is not None:
+            out["fetch.wait.max.ms"] = wait_ms
+        return out
+
+    def _process(self, batch: Sequence[RawMessage], producer: Producer, consumer: Consumer) -> None:
+        started = time.perf_counter()
+        with self.stage.env.lock:  # stages share the registry and its listeners: one handles at a time
+            outgoing = self.stage.handle(batch)
+            changes = self.stage.state_changes()
+        offsets: dict[tuple[str, int], int] = {}
+        for message in batch:
+            offsets[(message.topic, message.partition)] = message.offset + 1
+        if self.stage.is_global:
+            self._produce(producer, outgoing, changes)
+            _flush(producer)
+        elif self.config.is_exactly_once:
+            self._commit_transaction(producer, consumer, outgoing, changes, offsets)
+        else:
+            self._produce(producer, outgoing, changes)
+            _flush(producer)
+            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+        for key, offset in offsets.items():
+            self.positions[key] = offset
+        self._count(outgoing)
+        self.batches += 1
+        self._processing.observe(time.perf_counter() - started)
+        last = batch[-1]
+        if last.timestamp_ms:
+            self.metrics.event_latency(last.topic).observe(max(0.0, time.time() - last.timestamp_ms / 1000))
+
+    def _commit_transaction(self, producer: Producer, consumer: Consumer, outgoing: Sequence[Outgoing],
+                            changes: Sequence[tuple[int, bytes, bytes | None]],
+                            offsets: dict[tuple[str, int], int]) -> None:
+        try:
+            producer.begin_transaction()
+            self._produce(producer, outgoing, changes)
+            producer.send_offsets_to_transaction(
+                [TopicPartition(t, p, o) for (t, p), o in offsets.items()], consumer.consumer_group_metadata(), 30)
+            _retry(lambda: producer.commit_transaction(30))
+        except KafkaException as exc:
+            # The in-memory state already holds this batch: it cannot be un-applied, so the
+            # runner stops and the next owner of these partitions restores from the changelog.
+            error = exc.args[0]
+            if error.txn_requires_abort():
+                producer.abort_transaction(30)
+            raise EngineError(f"stage {self.stage.name}: transaction failed: {error.str()}") from exc
+
+    def _produce(self, producer: Producer, outgoing: Sequence[Outgoing],
+                 changes: Sequence[tuple[int, bytes, bytes | None]]) -> None:
+        for o in outgoing:
+            _produce_one(producer, o.topic, o.key, o.value, None)
+        if self._changelog is not None:
+            for partition, key, value in changes:
+                _produce_one(producer, self._changelog, key, value, partition)
+
+    def _count(self, outgoing: Sequence[Outgoing]) -> None:
+        counts: dict[str, int] = {}
+        for o in outgoing:
+            counts[o.topic] = counts.get(o.topic, 0) + 1
+        for topic, n in counts.items():
+            self.metrics.events_out(topic).inc(n)
+
+    def _report_lag(self, consumer: Consumer) -> None:
+        """Messages not yet processed per partition, from the high watermarks the fetches carried."""
+        self._next_lag_s = time.monotonic() + 5.0
+        for tp in consumer.assignment():
+            try:
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high is None or high < 0:
+                continue
+            position = self.positions.get((tp.topic, tp.partition))
+            if position is not None:
+                self.metrics.set_lag(tp.topic, tp.partition, max(0, high - position))
+
+    # --------------------------------------------------------------- rebalances
+
+    def _on_assign(self, producer: Producer) -> Callable[[Consumer, list[TopicPartition]], None]:
+        def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            log.info("stage %s assigned %s", self.stage.name, sorted((p.topic, p.partition) for p in partitions))
+            if self._changelog is None:
+                return
+            for partition in sorted({p.partition for p in partitions}):
+                self.stage.restore(partition, self._read_changelog(producer, partition))
+        return on_assign
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for partition in sorted({p.partition for p in partitions}):
+            self.stage.forget(partition)
+
+    def _read_changelog(self, producer: Producer, partition: int) -> list[tuple[bytes, bytes | None]]:
+        """Every record of one changelog partition, up to a fence written now (robust to odd watermarks)."""
+        assert self._changelog is not None
+        fence = uuid.uuid4().hex.encode()
+        if self.config.is_exactly_once:
+            producer.begin_transaction()
+            producer.produce(self._changelog, key=_FENCE_KEY, value=fence, partition=partition)
+            producer.commit_transaction(30)
+        else:
+            producer.produce(self._changelog, key=_FENCE_KEY, value=fence, partition=partition)
+            _flush(producer)
+        reader = Consumer({**self.settings.kafka_config(), "group.id": f"{self._group}.restore",
+                           "enable.auto.commit": False, "isolation.level": "read_committed",
+                           "fetch.queue.backoff.ms": 0, "fetch.wait.max.ms": 50})
+        reader.assign([TopicPartition(self._changelog, partition, OFFSET_BEGINNING)])
+        records: list[tuple[bytes, bytes | None]] = []
+        deadline = time.monotonic() + self.config.restore_timeout_s
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise EngineError(f"restoring {self._changelog}[{partition}] took over "
+                                      f"{self.config.restore_timeout_s:.0f} s")
+                for message in reader.consume(5000, 0.2):
+                    if message.error() is not None:
+                        continue
+                    key = message.key() or b""
+                    if key == _FENCE_KEY:
+                        if message.value() == fence:
+                            log.info("stage %s restored partition %d from %d records",
+                                     self.stage.name, partition, len(records))
+                            return records
+                        continue
+                    records.append((key, message.value()))
+        finally:
+            reader.close()
+
+
+def _produce_one(producer: Producer, topic: str, key: bytes | None, value: bytes | None, partition: int | None) -> None:
+    while True:
+        try:
+            if partition is None:
+                producer.produce(topic, key=key, value=value)
+            else:
+                producer.produce(topic, key=key, value=value, partition=partition)
+            return
+        except BufferError:
+            producer.poll(0.05)  # the local queue is full: let deliveries drain
+
+
+def _flush(producer: Producer) -> None:
+    remaining = producer.flush(30)
+    if remaining:
+        raise EngineError(f"{remaining} messages not delivered within 30 s")
+
+
+def _retry(call: Callable[[], None], attempts: int = 5) -> None:
+    for attempt in range(attempts):
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or attempt == attempts - 1:
+                raise
+
+
+def _raw(message: Message) -> RawMessage:
+    kind, ts = message.timestamp()
+    return RawMessage(message.topic(), message.partition(), message.offset(), message.key(), message.value(),
+                      ts if kind else 0)
