@@ -64,6 +64,9 @@ def outage_figures(seed: int) -> dict[str, Any]:
         "outage_commands": len(policy.commands), "outage_other_commands": len(other),
         "outage_false_actions": result.scorecard["false_actions"],
         **window_ratios("outage", seed, result, windows, scenario.start_ms),
+        # The same router without the remediator: what the commands themselves are worth.
+        "outage_router_only_ratio": window_ratios("outage", seed, run_offline(scenario, "loopwise-fallback", seed),
+                                                  windows, scenario.start_ms)["outage_reward_ratio"],
     }
 
 
