@@ -156,22 +156,25 @@ class LeastLatencyPolicy(_Baseline):
 
 
 BASELINES = ("random", "round-robin", "static-best", "cost-first", "least-latency", "oracle")
-POLICIES = BASELINES + ("loopwise",)
+POLICIES = BASELINES + ("loopwise", "loopwise-fallback")
 
 
 def make_policy(name: str, seed: int = 1) -> BatchPolicy | Policy:
     """Build a policy by name: one of ``POLICIES``.
 
-    ``loopwise`` is built by ``infra.simulator.fallback.loopwise_policy`` (the
-    routing processor replaces the fallback there, nowhere else).
+    ``loopwise`` runs loopwise's routing processors (``infra.simulator.loopwise_policy``);
+    ``loopwise-fallback`` is the documented epsilon-greedy stand-in (``infra.simulator.fallback``).
     """
-    from infra.simulator.fallback import loopwise_policy
+    from infra.simulator.fallback import EpsilonGreedyFallback
+    from infra.simulator.loopwise_policy import loopwise_policy
     from infra.simulator.oracle import OraclePolicy, StaticBestPolicy
 
     factories = {"random": RandomPolicy, "round-robin": RoundRobinPolicy, "cost-first": CostFirstPolicy,
                  "least-latency": LeastLatencyPolicy, "static-best": StaticBestPolicy, "oracle": OraclePolicy}
     if name == "loopwise":
         return loopwise_policy(seed)
+    if name == "loopwise-fallback":
+        return EpsilonGreedyFallback(seed)
     if name not in factories:
         raise SimulatorError(f"unknown policy {name!r}; one of {', '.join(POLICIES)}")
     return factories[name]()  # type: ignore[no-any-return]

@@ -48,7 +48,9 @@ class RouterConfig:
         max_new_share: Ceiling of a new or recovering route while others are known.
         confident_n: Effective observations (per segment) below which a route counts as new.
         refresh_ms: Event time between two share computations of a segment.
-        headroom: Fraction of ``capacity_rps`` a route may be planned for.
+        headroom: Fraction of ``capacity_rps`` a route may be planned for (a hard cap in ``decide``).
+        capacity_target: Planned utilisation above which a route's capacity gets a price.
+        price_step: How fast that price moves, in reward per second per unit of excess utilisation.
         load_half_life_s: Memory of the planned request rate per route.
         prior_weight: Pseudo-observations the RouteSpec priors count for.
         drift_keep: Evidence kept by ``reset`` (a drift or critical anomaly).
@@ -66,7 +68,9 @@ class RouterConfig:
     max_new_share: float = 0.10
     confident_n: float = 20.0
     refresh_ms: int = 1_000
-    headroom: float = 0.85
+    headroom: float = 0.8
+    capacity_target: float = 0.6
+    price_step: float = 0.02
     load_half_life_s: float = 5.0
     prior_weight: float = 3.0
     drift_keep: float = 0.05
@@ -207,9 +211,10 @@ class Router:
         if wf is None:
             return RouteDecision(request.request_id, now_ms, request.workflow, "", "", 0.0, 0, "no route: unknown workflow")
         seg = self._segment(wf, segment_of(ctx, wf.definition.context_keys))
-        if seg.is_dirty or now_ms - seg.computed_ms >= self.config.refresh_ms:
+        if seg.is_dirty or abs(now_ms - seg.computed_ms) >= self.config.refresh_ms:
             self._refresh(wf, seg, now_ms)
         candidates = self._eligible(wf, seg, str(ctx.privacy_level), ctx.task)
+        headroom = self.config.headroom
         circuits = self.circuits
         weights: list[float] = []
         names: list[str] = []
@@ -218,7 +223,7 @@ class Router:
             if circuits.is_open(name, now_ms):
                 continue
             cap = wf.specs[name].capacity_rps
-            if cap is not None and self.load.rate(name, now_ms) >= self.config.headroom * cap:
+            if cap is not None and self.load.rate(name, now_ms) >= headroom * cap:
                 full.append(name)
                 continue
             names.append(name)
@@ -232,7 +237,12 @@ class Router:
             names = [min(full, key=lambda n: self.load.rate(n, now_ms) / (wf.specs[n].capacity_rps or 1.0))]
             weights, reason = [1.0], "every route at capacity: least loaded"
         elif full:
-            reason = f"capacity: {','.join(full)} planned full; renormalised"
+            # Thompson's next pick when the best is full is the runner-up, not the floors:
+            # the full routes' share goes to the best remaining route by expected reward.
+            best = next((n for n in seg.ranking if n in names), None)
+            if best is not None:
+                weights[names.index(best)] += sum(seg.shares.get(n, 0.0) for n in full)
+            reason = f"capacity: {','.join(full)} planned full; their share to {best}"
         total = sum(weights)
         if total <= 0.0:
             weights, total = [1.0] * len(names), float(len(names))
@@ -254,7 +264,7 @@ class Router:
         if wf is None:
             return None
         seg = self._segment(wf, segment)
-        if seg.is_dirty or now_ms - seg.computed_ms >= self.config.refresh_ms:
+        if seg.is_dirty or abs(now_ms - seg.computed_ms) >= self.config.refresh_ms:
             self._refresh(wf, seg, now_ms)
         # Excluded routes are listed in ``excluded`` with the reason, not among the shares.
         routes = tuple(RouteProbability(name, seg.shares[name], est.mean, est.std, int(round(est.n_eff)))
@@ -348,7 +358,10 @@ class Router:
                 stat.decay_to(now_ms)
             estimates[route.name] = estimate_reward(sr.quality, load.latency, sr.cost, load.error, objective, scale)
         names = list(estimates)
-        means, stds = [e.mean for e in estimates.values()], [e.std for e in estimates.values()]
+        self._update_prices(wf, now_ms)
+        # Scarce capacity carries a shadow price: it goes to the segments that lose most without it.
+        means = [e.mean - wf.prices.get(n, 0.0) for n, e in estimates.items()]
+        stds = [e.std for e in estimates.values()]
         if c.exploration is Exploration.THOMPSON:
             if len(names) > self._normals.shape[1]:
                 self._normals = np.hstack([self._normals, self._np_rng.standard_normal((c.draws, len(names)))])
@@ -356,16 +369,34 @@ class Router:
         else:
             raw = ucb_shares(means, stds, c.ucb_c)
         is_new = [e.n_eff < c.confident_n for e in estimates.values()]
-        shares = safe_shares(raw, is_new, c.min_share, c.max_new_share)
+        # Exploration is paid from the budget: floors shrink as pacing tightens.
+        shares = safe_shares(raw, is_new, c.min_share / scale, c.max_new_share)
         seg.shares = dict(zip(names, shares))
         seg.shares.update(dict.fromkeys(excluded, 0.0))
         seg.estimates, seg.excluded = estimates, excluded
-        seg.reasons = self._reasons(estimates, is_new, scale)
+        seg.ranking = tuple(n for _, n in sorted(zip(means, names), key=lambda mn: -mn[0]))
+        seg.reasons = self._reasons(estimates, is_new, scale, wf.prices)
         self.version += 1
         seg.version, seg.computed_ms, seg.is_dirty = self.version, now_ms, False
         seg.eligible_cache.clear()
 
-    def _reasons(self, estimates: dict[str, Any], is_new: list[bool], scale: float) -> tuple[str, ...]:
+    def _update_prices(self, wf: WorkflowState, now_ms: int) -> None:
+        # Dual ascent on each route's capacity constraint, once a second of event time.
+        elapsed_ms = now_ms - wf.priced_ms
+        if abs(elapsed_ms) < 1_000:
+            return
+        # Callers on a clock behind the last one (a watermark vs request time) restart it, never rewind.
+        dt_s = min(max(elapsed_ms, 0), 10_000) / 1000.0
+        wf.priced_ms = now_ms
+        c = self.config
+        target = c.capacity_target
+        for name, spec in wf.specs.items():
+            if spec.capacity_rps:
+                excess = self.load.rate(name, now_ms) / spec.capacity_rps - target
+                wf.prices[name] = max(0.0, wf.prices.get(name, 0.0) + c.price_step * excess * dt_s)
+
+    def _reasons(self, estimates: dict[str, Any], is_new: list[bool], scale: float,
+                 prices: dict[str, float]) -> tuple[str, ...]:
         reasons = [f"{self.config.exploration} on reward posteriors"]
         if estimates:
             best = max(estimates, key=lambda n: estimates[n].mean)
@@ -374,6 +405,7 @@ class Router:
                        for n, new in zip(estimates, is_new) if new and not all(is_new))
         if scale > 1.0:
             reasons.append(f"budget pacing: cost weight x{scale:.2f}")
+        reasons.extend(f"capacity price of {n}: {p:.3f}" for n, p in prices.items() if p > 0.0 and n in estimates)
         return tuple(reasons)
 
     def _dirty_route(self, route: str) -> None:

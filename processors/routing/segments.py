@@ -87,6 +87,8 @@ class WorkflowState:
     definition: WorkflowDefinition
     loads: dict[str, RouteLoad]
     pacer: BudgetPacer | None = None
+    prices: dict[str, float] = field(default_factory=dict)
+    priced_ms: int = -1
     specs: dict[str, RouteSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -101,14 +103,15 @@ class WorkflowState:
         """Plain JSON-able state."""
         return {"definition": _DEFINITION.to_dict(self.definition),
                 "loads": {k: [v.latency.to_dict(), v.error.to_dict()] for k, v in self.loads.items()},
-                "pacer": self.pacer.to_dict() if self.pacer is not None else None}
+                "pacer": self.pacer.to_dict() if self.pacer is not None else None,
+                "prices": self.prices, "priced_ms": self.priced_ms}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> "WorkflowState":
         """Inverse of ``to_dict``."""
         loads = {k: RouteLoad(DecayedMean.from_dict(v[0]), DecayedMean.from_dict(v[1])) for k, v in state["loads"].items()}
         pacer = BudgetPacer.from_dict(state["pacer"]) if state["pacer"] is not None else None
-        return cls(_DEFINITION.from_dict(state["definition"]), loads, pacer)
+        return cls(_DEFINITION.from_dict(state["definition"]), loads, pacer, dict(state["prices"]), int(state["priced_ms"]))
 
 
 @dataclass
@@ -124,6 +127,7 @@ class SegmentState:
     estimates: dict[str, RewardEstimate] = field(default_factory=dict)
     excluded: dict[str, str] = field(default_factory=dict)
     reasons: tuple[str, ...] = ()
+    ranking: tuple[str, ...] = ()
     computed_ms: int = -1
     version: int = 0
     is_dirty: bool = True
@@ -143,7 +147,7 @@ class SegmentState:
         return {"workflow": self.workflow, "segment": self.segment,
                 "routes": {k: [v.quality.to_dict(), v.cost.to_dict()] for k, v in self.routes.items()},
                 "shares": self.shares, "excluded": self.excluded, "computed_ms": self.computed_ms,
-                "version": self.version, "is_dirty": self.is_dirty, "reasons": list(self.reasons),
+                "version": self.version, "is_dirty": self.is_dirty, "reasons": list(self.reasons), "ranking": list(self.ranking),
                 "published_shares": self.published_shares,
                 "published_excluded": self.published_excluded, "published_ms": self.published_ms}
 
@@ -156,6 +160,7 @@ class SegmentState:
         seg.shares, seg.excluded = dict(state["shares"]), dict(state["excluded"])
         seg.computed_ms, seg.version = int(state["computed_ms"]), int(state["version"])
         seg.is_dirty, seg.reasons = bool(state["is_dirty"]), tuple(state["reasons"])
+        seg.ranking = tuple(state["ranking"])
         seg.published_shares = state["published_shares"]
         seg.published_excluded = dict(state["published_excluded"])
         seg.published_ms = int(state["published_ms"])

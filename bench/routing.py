@@ -1,0 +1,136 @@
+"""Routing bench: reward_ratio per built-in scenario × policy (vs the issue's targets), µs per decision/learn, memory.
+
+Run: ``.venv/bin/python -m bench.routing [--seeds 1,2,3] [--scenarios steady,drift] [--config '{"exploration": "ucb"}']``
+
+Each scenario runs at its default duration with a lower rate (``RUNS``) so
+the whole table takes minutes; ``budget-squeeze`` runs at its own 200 req/s
+because the simulator publishes the scenario's budget unscaled by ``--rate``
+(the scorecard scales it), so only at the scenario's rate do loopwise and the
+scorecard see the same budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import time
+import tracemalloc
+from typing import Any
+
+from infra.simulator.environment import Environment, drive
+from infra.simulator.loader import load_scenario
+from infra.simulator.loopwise_policy import LoopwisePolicy
+from infra.simulator.offline import compare
+from infra.simulator.scorecard import with_oracle
+from processors.routing import Router, RouterConfig
+from schemas.records import (
+    Outcome, PrivacyLevel, RequestContext, RouteRequest, RouteSpec, Status, WorkflowDefinition,
+)
+
+BASELINES = ["random", "round-robin", "static-best", "cost-first", "least-latency", "loopwise-fallback"]
+#: scenario -> (duration_s or None for the scenario's own, rate req/s, reward_ratio target or None)
+RUNS: dict[str, tuple[float | None, float, float | None]] = {
+    "steady": (None, 20.0, 0.95), "drift": (None, 20.0, 0.95), "outage": (None, 20.0, 0.90),
+    "price-change": (None, 20.0, 0.90), "traffic-spike": (None, 20.0, 0.90), "budget-squeeze": (1200.0, 200.0, None),
+    "privacy-mix": (1200.0, 20.0, None),
+}
+
+
+def run_scenario(name: str, seed: int, config: RouterConfig | None, window_s: float | None) -> dict[str, dict[str, Any]]:
+    """Scorecards of every baseline and loopwise on one scenario and seed."""
+    duration, rate, _ = RUNS[name]
+    scenario = load_scenario(name)
+    results = compare(scenario, BASELINES, seed=seed, duration_s=duration, rate=rate)
+    cards = {k: v.scorecard for k, v in results.items()}
+    oracle = float(cards["random"]["oracle_reward"])
+    env = Environment(scenario, LoopwisePolicy(seed, config, window_s), seed=seed, duration_s=duration, rate=rate)
+    cards["loopwise"] = with_oracle(drive(env).scorecard, oracle)
+    return cards
+
+
+def _workflow(n_routes: int = 4) -> WorkflowDefinition:
+    routes = tuple(RouteSpec(f"r{i}", "p", i == 0, PrivacyLevel.RESTRICTED if i == 0 else PrivacyLevel.INTERNAL,
+                             0.001 * (i + 1), 0.002 * (i + 1), capacity_rps=1e6, prior_quality=0.6 + 0.05 * i)
+                   for i in range(n_routes))
+    return WorkflowDefinition("wf", "v1", 0, routes, context_keys=("tenant", "task", "privacy_level"),
+                              budget_usd_per_hour=100.0)
+
+
+def micro(n: int = 20_000) -> dict[str, float]:
+    """µs per decision, per learn step (provisional + final), and KiB per 1k workflow×segment policies."""
+    router = Router(seed=1)
+    router.update_workflow(_workflow())
+    ctxs = [RequestContext(f"t{i % 5}", ("chat", "code", "summarize")[i % 3]) for i in range(15)]
+    reqs = [RouteRequest(f"q{i}", i * 10, "wf", ctxs[i % 15]) for i in range(n)]
+    t0 = time.perf_counter()
+    decisions = [router.decide(r, r.ts_ms) for r in reqs]
+    decide_us = (time.perf_counter() - t0) / n * 1e6
+    outs = [Outcome(d.request_id, d.ts_ms, d.ts_ms, "wf", "v1", d.route, d.segment, Status.OK, 800.0, 0.002,
+                    0.5, 0.5, 0.1, 0.05, 0.0, False) for d in decisions]
+    finals = [dataclasses.replace(o, is_final=True, quality=0.8) for o in outs]
+    t0 = time.perf_counter()
+    for o in outs:
+        router.learn(o)
+    for o in finals:
+        router.learn(o)
+    learn_us = (time.perf_counter() - t0) / (2 * n) * 1e6
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    big = Router(seed=1)
+    big.update_workflow(_workflow())
+    for i in range(1000):
+        big.policy("wf", f"tenant=t{i}|task=chat|privacy_level=public", 0)
+    size = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    return {"decide_us": decide_us, "learn_us": learn_us, "kib_per_1k_policies": size / 1024}
+
+
+def main() -> None:
+    """Print the scenario × policy table and the cost figures."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--scenarios", default=",".join(RUNS))
+    parser.add_argument("--config", default="{}", help="RouterConfig overrides as JSON")
+    parser.add_argument("--window", type=float, default=300.0, help="feedback window of the correlator (s); 0: 1 h default")
+    parser.add_argument("--json", default=None, help="also write all scorecards here")
+    args = parser.parse_args()
+    config = RouterConfig(**json.loads(args.config))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    window = args.window or None
+    table: dict[str, dict[str, list[float]]] = {}
+    checks: dict[str, list[str]] = {}
+    dump: dict[str, Any] = {}
+    for name in args.scenarios.split(","):
+        for seed in seeds:
+            cards = run_scenario(name, seed, config, window)
+            dump[f"{name}/{seed}"] = cards
+            for policy, card in cards.items():
+                table.setdefault(name, {}).setdefault(policy, []).append(float(card["reward_ratio"]))
+            lw = cards["loopwise"]
+            bad = [f"privacy_violations={lw['privacy_violations']}"] if lw["privacy_violations"] else []
+            if name == "budget-squeeze" and lw["budget_overrun_usd"] > 0:
+                bad.append(f"budget_overrun_usd={lw['budget_overrun_usd']:.2f}")
+            checks.setdefault(name, []).extend(f"seed {seed}: {b}" for b in bad)
+    policies = BASELINES + ["loopwise"]
+    print("scenario        " + " ".join(f"{p[:12]:>12}" for p in policies) + "  target  verdict")
+    for name, row in table.items():
+        means = {p: statistics.mean(row[p]) for p in policies}
+        target = RUNS[name][2]
+        lw_min = min(row["loopwise"])
+        ok = all(means["loopwise"] > means[p] for p in BASELINES) and not checks[name]
+        ok = ok and (target is None or lw_min >= target)
+        cells = " ".join(f"{means[p]:12.4f}" for p in policies)
+        print(f"{name:15} {cells}  {target or '-':>6}  {'PASS' if ok else 'FAIL'} (loopwise min {lw_min:.4f})"
+              + ("; " + "; ".join(checks[name]) if checks[name] else ""))
+    print(f"settings: seeds {seeds}; " + "; ".join(f"{n} {d or 'default'}s@{r}/s" for n, (d, r, _) in RUNS.items()
+                                                    if n in table) + f"; window {window}s; {config}")
+    print(json.dumps({k: round(v, 2) for k, v in micro().items()}))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(dump, fh, default=str)
+
+
+if __name__ == "__main__":
+    main()
