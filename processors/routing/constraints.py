@@ -7,7 +7,7 @@ probability 0 and no decision, whatever its estimate.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 from schemas.records import PRIVACY_RANK, PrivacyLevel, RouteSpec
 
@@ -119,3 +119,23 @@ class LoadMeter:
         m = cls(half_life_ms)
         m._count = {k: [float(x) for x in v] for k, v in state.items()}
         return m
+
+
+def step_capacity_prices(prices: dict[str, float], rates: Mapping[str, float], specs: Mapping[str, RouteSpec],
+                         target: float, step: float, dt_s: float) -> None:
+    """One dual-ascent step of each route's capacity price (reward per request), in place.
+
+    A route planned above ``target`` utilisation gets dearer, one below it
+    cheaper (never below 0): its capacity then goes to the segments that lose
+    most without it, the way the oracle hands out capacity.
+
+    >>> prices = {}
+    >>> step_capacity_prices(prices, {"a": 9.0}, {"a": RouteSpec("a", "p", False, PrivacyLevel.PUBLIC, 0, 0, capacity_rps=10)},
+    ...                      target=0.6, step=0.02, dt_s=1.0)
+    >>> round(prices["a"], 4)
+    0.006
+    """
+    for name, spec in specs.items():
+        if spec.capacity_rps:
+            excess = rates.get(name, 0.0) / spec.capacity_rps - target
+            prices[name] = max(0.0, prices.get(name, 0.0) + step * excess * dt_s)

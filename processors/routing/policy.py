@@ -19,9 +19,9 @@ import numpy as np
 
 from processors.routing.bandit import Exploration, safe_shares, thompson_shares, total_variation, ucb_shares
 from processors.routing.budget import BudgetPacer
-from processors.routing.constraints import Circuits, LoadMeter, exclusion
+from processors.routing.constraints import Circuits, LoadMeter, exclusion, step_capacity_prices
 from processors.routing.estimates import estimate_reward
-from processors.routing.segments import RouteLoad, SegmentRoute, SegmentState, WorkflowState, typical_cost_usd
+from processors.routing.segments import RouteLoad, SegmentRoute, SegmentState, WorkflowState, explain, rescale_costs
 from processors.routing.state import restore_router, snapshot_router
 from processors.workflows import segment_of
 from schemas.records import (
@@ -116,7 +116,7 @@ class Router:
         if current is None:
             current = WorkflowState(definition, {})
         else:
-            self._rescale_costs(current, definition)
+            rescale_costs(self.segments.values(), current.specs, definition)
             current.definition, current.specs = definition, {r.name: r for r in definition.routes}
         for route in definition.routes:
             if route.name not in current.loads:
@@ -375,7 +375,7 @@ class Router:
         seg.shares.update(dict.fromkeys(excluded, 0.0))
         seg.estimates, seg.excluded = estimates, excluded
         seg.ranking = tuple(n for _, n in sorted(zip(means, names), key=lambda mn: -mn[0]))
-        seg.reasons = self._reasons(estimates, is_new, scale, wf.prices)
+        seg.reasons = explain(str(c.exploration), estimates, is_new, c.max_new_share, scale, wf.prices)
         self.version += 1
         seg.version, seg.computed_ms, seg.is_dirty = self.version, now_ms, False
         seg.eligible_cache.clear()
@@ -386,43 +386,12 @@ class Router:
         if abs(elapsed_ms) < 1_000:
             return
         # Callers on a clock behind the last one (a watermark vs request time) restart it, never rewind.
-        dt_s = min(max(elapsed_ms, 0), 10_000) / 1000.0
         wf.priced_ms = now_ms
-        c = self.config
-        target = c.capacity_target
-        for name, spec in wf.specs.items():
-            if spec.capacity_rps:
-                excess = self.load.rate(name, now_ms) / spec.capacity_rps - target
-                wf.prices[name] = max(0.0, wf.prices.get(name, 0.0) + c.price_step * excess * dt_s)
-
-    def _reasons(self, estimates: dict[str, Any], is_new: list[bool], scale: float,
-                 prices: dict[str, float]) -> tuple[str, ...]:
-        reasons = [f"{self.config.exploration} on reward posteriors"]
-        if estimates:
-            best = max(estimates, key=lambda n: estimates[n].mean)
-            reasons.append(f"best expected reward: {best} {estimates[best].mean:.3f}")
-        reasons.extend(f"exploring new route {n} (share <= {self.config.max_new_share})"
-                       for n, new in zip(estimates, is_new) if new and not all(is_new))
-        if scale > 1.0:
-            reasons.append(f"budget pacing: cost weight x{scale:.2f}")
-        reasons.extend(f"capacity price of {n}: {p:.3f}" for n, p in prices.items() if p > 0.0 and n in estimates)
-        return tuple(reasons)
+        rates = {name: self.load.rate(name, now_ms) for name in wf.specs}
+        step_capacity_prices(wf.prices, rates, wf.specs, self.config.capacity_target, self.config.price_step,
+                             min(max(elapsed_ms, 0), 10_000) / 1000.0)
 
     def _dirty_route(self, route: str) -> None:
         for seg in self.segments.values():
             if route in seg.routes:
                 seg.is_dirty = True
-
-    def _rescale_costs(self, current: WorkflowState, definition: WorkflowDefinition) -> None:
-        # A price change rescales every learned cost of that route at once: no relearning.
-        new = {r.name: typical_cost_usd(r) for r in definition.routes}
-        ratios = {name: new[name] / typical_cost_usd(old) for name, old in current.specs.items()
-                  if name in new and typical_cost_usd(old) > 0 and new[name] != typical_cost_usd(old)}
-        for seg in self.segments.values():
-            if seg.workflow != definition.workflow:
-                continue
-            for name, ratio in ratios.items():
-                if name in seg.routes:
-                    cost = seg.routes[name].cost
-                    cost.mean *= ratio
-                    cost.m2 *= ratio * ratio

@@ -10,7 +10,7 @@ quality and cost depend on the task and the tenant, so they are learned per
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from processors.routing.budget import BudgetPacer
 from processors.routing.estimates import DecayedMean, RewardEstimate
@@ -165,3 +165,34 @@ class SegmentState:
         seg.published_excluded = dict(state["published_excluded"])
         seg.published_ms = int(state["published_ms"])
         return seg
+
+
+def rescale_costs(segments: Iterable[SegmentState], old_specs: Mapping[str, RouteSpec],
+                  definition: WorkflowDefinition) -> None:
+    """Rescale the learned costs of every route whose price changed: a repricing needs no relearning."""
+    new = {r.name: typical_cost_usd(r) for r in definition.routes}
+    ratios = {name: new[name] / typical_cost_usd(old) for name, old in old_specs.items()
+              if name in new and typical_cost_usd(old) > 0 and new[name] != typical_cost_usd(old)}
+    for seg in segments:
+        if seg.workflow != definition.workflow:
+            continue
+        for name, ratio in ratios.items():
+            if name in seg.routes:
+                cost = seg.routes[name].cost
+                cost.mean *= ratio
+                cost.m2 *= ratio * ratio
+
+
+def explain(exploration: str, estimates: Mapping[str, RewardEstimate], is_new: list[bool], max_new_share: float,
+            cost_scale: float, prices: Mapping[str, float]) -> tuple[str, ...]:
+    """The reasons a policy gives: method, best route, routes under exploration, pacing, capacity prices."""
+    reasons = [f"{exploration} on reward posteriors"]
+    if estimates:
+        best = max(estimates, key=lambda n: estimates[n].mean)
+        reasons.append(f"best expected reward: {best} {estimates[best].mean:.3f}")
+    reasons.extend(f"exploring new route {n} (share <= {max_new_share})"
+                   for n, new in zip(estimates, is_new) if new and not all(is_new))
+    if cost_scale > 1.0:
+        reasons.append(f"budget pacing: cost weight x{cost_scale:.2f}")
+    reasons.extend(f"capacity price of {n}: {p:.3f}" for n, p in prices.items() if p > 0.0 and n in estimates)
+    return tuple(reasons)

@@ -190,3 +190,26 @@ def test_capacity_is_planned_not_exceeded() -> None:
     router.update_workflow(workflow(route("small", prior_quality=0.95, capacity_rps=4.0), route("big")))
     counts = run(router, 0, 60, {"small": (0, 500.0), "big": (0, 1500.0)}, rps=10)
     assert counts["small"] / 60 == pytest.approx(2.0, abs=0.3)  # headroom 0.5 of 4 rps
+
+
+def test_scarce_capacity_goes_to_the_segment_that_loses_most_without_it() -> None:
+    local = route("local", max_privacy=PrivacyLevel.RESTRICTED, capacity_rps=5.0, cost_per_1k_in_usd=0.0)
+    cheap = route("cheap", max_privacy=PrivacyLevel.PUBLIC, cost_per_1k_in_usd=0.0)
+    dear = route("dear", cost_per_1k_in_usd=0.04)
+    router = Router(seed=11)
+    router.update_workflow(workflow(local, cheap, dear))
+    cost = {"local": 0.0, "cheap": 0.0, "dear": 0.04}
+    latency = {"local": 900.0, "cheap": 1000.0, "dear": 1000.0}
+    late: dict[tuple[str, str], int] = {}
+    for s in range(600):
+        for j in range(10):  # 8 public and 2 internal requests a second; local can plan 3
+            privacy = PrivacyLevel.INTERNAL if j < 2 else PrivacyLevel.PUBLIC
+            ts = s * 1000 + j * 100
+            d = router.decide(request(s * 10 + j, ts, privacy=privacy), ts)
+            for final, q in ((False, None), (True, 0.8)):
+                router.learn(outcome(d.request_id, ts, d.route, latency_ms=latency[d.route], cost_usd=cost[d.route],
+                                     is_final=final, quality=q, segment=d.segment))
+            if s >= 540:
+                late[(str(privacy), d.route)] = late.get((str(privacy), d.route), 0) + 1
+    assert late[("internal", "local")] / 120 > 0.9
+    assert late.get(("public", "local"), 0) / 480 < 0.3
