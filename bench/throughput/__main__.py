@@ -14,6 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         except BenchError as exc:
             report.errors[_figure(name)] = str(exc)
             progress(f"{name} FAILED: {exc}")
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            report.errors[_figure(name)] = f"{type(exc).__name__}: {exc}"
+            progress(f"{name} CRASHED:\n{traceback.format_exc()}")
         progress(f"{name} done in {time.monotonic() - began:.0f} s")
     report.seconds = time.monotonic() - started
     report.print()
