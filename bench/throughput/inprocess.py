@@ -1,4 +1,4 @@
-"""Compute ceiling: loopwise's stages in process, no Kafka (decode → correlate → detect → learn → encode)."""
+"""Compute ceiling: loopwise's stages in process, no Kafka (decode → correlate → detect → learn → encode).
 
 Batches of simulator records go to the stage that reads their topic, as the
 worker's agents would hand them over; what a stage emits onto a topic another
