@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,6 +40,7 @@ class Secret:
 
 
 _MODES = ("dev", "production")
+_GUARANTEES = ("exactly_once", "at_least_once")
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
@@ -70,6 +72,8 @@ class Settings:
     log_level: str = "info"
     mode: str = "dev"
     signing_key: Secret = field(default_factory=lambda: Secret(""))
+    worker_id: str = field(default_factory=socket.gethostname)
+    processing_guarantee: str = "exactly_once"
     is_embedded: bool = False
 
     @classmethod
@@ -104,6 +108,8 @@ class Settings:
             log_level=(get("LOOPWISE_LOG_LEVEL") or "info").lower(),
             mode=mode,
             signing_key=Secret(env.get("LOOPWISE_SIGNING_KEY") or ""),
+            worker_id=get("LOOPWISE_WORKER_ID") or socket.gethostname(),
+            processing_guarantee=(get("LOOPWISE_PROCESSING_GUARANTEE") or "exactly_once").lower(),
         )
         settings.validate()
         return settings
@@ -117,6 +123,9 @@ class Settings:
                 f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs KAFKA_SASL_MECHANISM, "
                 "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
             )
+        if self.processing_guarantee not in _GUARANTEES:
+            raise ConfigError(f"LOOPWISE_PROCESSING_GUARANTEE={self.processing_guarantee!r}: "
+                              f"expected one of {_GUARANTEES}")
         if self.mode == "production" and not self.signing_key:
             raise ConfigError("LOOPWISE_MODE=production needs LOOPWISE_SIGNING_KEY: commands must be signed")
         if self.mode == "production" and self.signing_key and len(self.signing_key.reveal()) < 32:

@@ -99,13 +99,19 @@ class OutcomeCorrelator:
     'late'
     """
 
-    def __init__(self, registry: WorkflowRegistry, max_closed: int = 500_000) -> None:
+    def __init__(self, registry: WorkflowRegistry, max_closed: int = 500_000, idle_after: int = 10_000) -> None:
         self._registry = registry
         self._pending: dict[str, _Pending] = {}
         self._deadlines: list[tuple[int, str]] = []
         self._closed: dict[str, int] = {}  # request_id -> deadline, insertion-ordered
         self._max_closed = max_closed
         self._dirty: set[str] = set()  # request ids whose durable state changed since drain_changes()
+        # The watermark follows the slower of the two inputs (one topic may be read ahead of the
+        # other, e.g. while catching up), unless that input has been idle for `idle_after` events
+        # of the other: a workflow without feedback must still get its final outcomes.
+        self._newest = {"request": 0, "feedback": 0}
+        self._quiet = {"request": 0, "feedback": 0}
+        self._idle_after = idle_after
         self.watermark_ms = 0
 
     def __len__(self) -> int:
@@ -117,7 +123,7 @@ class OutcomeCorrelator:
 
     def on_request(self, request: RequestEvent) -> Outcome | None:
         """The request's provisional outcome; None if it was already seen."""
-        self._see(request.ts_ms)
+        self._see(request.ts_ms, "request")
         pending = self._pending.get(request.request_id)
         if request.request_id in self._closed or (pending is not None and pending.request is not None):
             return None
@@ -132,7 +138,7 @@ class OutcomeCorrelator:
 
     def on_feedback(self, feedback: FeedbackEvent) -> FeedbackVerdict:
         """Attach feedback to its request (which may not have arrived yet)."""
-        self._see(feedback.ts_ms)
+        self._see(feedback.ts_ms, "feedback")
         if feedback.request_id in self._closed:
             return FeedbackVerdict.LATE
         pending = self._pending.get(feedback.request_id)
@@ -167,9 +173,26 @@ class OutcomeCorrelator:
                 finals.append(self._outcome(pending, pending.request, is_final=True, ts_ms=deadline_ms))
         return finals
 
-    def _see(self, ts_ms: int) -> None:
+    def _see(self, ts_ms: int, source: str | None = None) -> None:
+        if source is not None:
+            newest, quiet = self._newest, self._quiet
+            if ts_ms > newest[source]:
+                newest[source] = ts_ms
+            for name in quiet:
+                quiet[name] = 0 if name == source else quiet[name] + 1
+            live = [newest[n] for n in newest if newest[n] and quiet[n] < self._idle_after]
+            ts_ms = min(live) if live else max(newest.values())
         if ts_ms > self.watermark_ms:
             self.watermark_ms = ts_ms
+
+    def clock(self) -> dict[str, Any]:
+        """The event-time clock's state (part of the durable state)."""
+        return {"watermark_ms": self.watermark_ms, "newest": dict(self._newest), "quiet": dict(self._quiet)}
+
+    def load_clock(self, state: dict[str, Any]) -> None:
+        self.watermark_ms = int(state["watermark_ms"])
+        self._newest.update({k: int(v) for k, v in state["newest"].items()})
+        self._quiet.update({k: int(v) for k, v in state["quiet"].items()})
 
     def _close(self, request_id: str, deadline_ms: int) -> None:
         self._closed[request_id] = deadline_ms
@@ -184,7 +207,7 @@ class OutcomeCorrelator:
     def drain_changes(self) -> list[tuple[str, dict[str, Any] | None]]:
         """The state of every request that changed since the last call (None: forget it).
 
-        Together with ``watermark_ms`` this is all a restart needs: ``load`` each
+        Together with ``clock()`` this is all a restart needs: ``load`` each
         pair into a fresh correlator and it decides exactly as this one would.
         """
         changes = [(request_id, self._state_of(request_id)) for request_id in sorted(self._dirty)]

@@ -55,7 +55,7 @@ def faust_credentials(settings: Settings) -> Any:
 
 
 def create_app(settings: Settings, *, metrics: Metrics | None = None,
-               engine: EngineConfig = EngineConfig()) -> LoopwiseApp:
+               engine: EngineConfig | None = None) -> LoopwiseApp:
     """Build the app for ``settings`` (which must name a cluster: see ``Settings.with_bootstrap``)."""
     datadir = settings.data_dir / "faust" / settings.app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +85,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
     app.metrics = metrics or Metrics()
     env = StageEnv(settings, app.metrics)
     app.stages = [stage_type(env) for stage_type in STAGES]
+    engine = engine or EngineConfig.from_settings(settings)
     app.runners = [StageRunner(settings, stage, app.metrics, engine) for stage in app.stages]
     register_engine(app, app.runners)
     return app

@@ -46,6 +46,13 @@ class EngineConfig:
     is_exactly_once: bool = True
     restore_timeout_s: float = 60.0
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "EngineConfig":
+        return cls(is_exactly_once=settings.processing_guarantee == "exactly_once")
+
+
+_OFFSET_KEY = b"~offset:"
+
 
 def changelog_topic(settings: Settings, stage: Stage) -> str:
     return f"{settings.topic_prefix}state.{settings.app_id}.{stage.name}"
@@ -83,6 +90,8 @@ class StageRunner:
         self._thread = threading.Thread(target=self._main, name=f"loopwise-{stage.name}", daemon=True)
         self._group = f"{settings.app_id}.{stage.name}"
         self._changelog: str | None = None
+        # Input offsets whose effects the restored state already holds: skipped on replay.
+        self._applied: dict[tuple[str, int], int] = {}
         self._processing = metrics.processing(stage.name)
         self._next_lag_s = 0.0
 
@@ -117,7 +126,9 @@ class StageRunner:
         conf = self.settings.kafka_config()
         producer_conf: dict[str, Any] = {**conf, "linger.ms": 2, "enable.idempotence": True}
         if self.config.is_exactly_once and not self.stage.is_global:
-            producer_conf["transactional.id"] = f"{self._group}.{uuid.uuid4().hex[:12]}"
+            # Stable across restarts of this worker: the restarted producer fences its dead
+            # predecessor and resolves the transaction it left open.
+            producer_conf["transactional.id"] = f"{self._group}.{self.settings.worker_id}"
         producer = Producer(producer_conf)
         if "transactional.id" in producer_conf:
             producer.init_transactions(30)
@@ -161,12 +172,18 @@ class StageRunner:
 
     def _process(self, batch: Sequence[RawMessage], producer: Producer, consumer: Consumer) -> None:
         started = time.perf_counter()
-        with self.stage.env.lock:  # stages share the registry and its listeners: one handles at a time
-            outgoing = self.stage.handle(batch)
-            changes = self.stage.state_changes()
         offsets: dict[tuple[str, int], int] = {}
         for message in batch:
             offsets[(message.topic, message.partition)] = message.offset + 1
+        if self._applied:
+            batch = [m for m in batch if m.offset >= self._applied.get((m.topic, m.partition), 0)]
+        with self.stage.env.lock:  # stages share the registry and its listeners: one handles at a time
+            outgoing = self.stage.handle(batch)
+            changes = list(self.stage.state_changes())
+        if self._changelog is not None:
+            # The changelog also says which input offsets the state includes, so a batch replayed
+            # after a crash between the changelog and the offset commit is skipped, not applied twice.
+            changes += [(p, _OFFSET_KEY + t.encode(), str(o).encode()) for (t, p), o in offsets.items()]
         if self.stage.is_global:
             self._produce(producer, outgoing, changes)
             _flush(producer)
@@ -245,6 +262,8 @@ class StageRunner:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for partition in sorted({p.partition for p in partitions}):
             self.stage.forget(partition)
+        for tp in partitions:
+            self._applied.pop((tp.topic, tp.partition), None)
 
     def _read_changelog(self, producer: Producer, partition: int) -> list[tuple[bytes, bytes | None]]:
         """Every record of one changelog partition, up to a fence written now (robust to odd watermarks)."""
@@ -272,6 +291,9 @@ class StageRunner:
                     if message.error() is not None:
                         continue
                     key = message.key() or b""
+                    if key.startswith(_OFFSET_KEY):
+                        self._applied[(key[len(_OFFSET_KEY):].decode(), partition)] = int(message.value() or b"0")
+                        continue
                     if key == _FENCE_KEY:
                         if message.value() == fence:
                             log.info("stage %s restored partition %d from %d records",

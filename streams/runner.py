@@ -88,6 +88,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
     env["LOOPWISE_APP_ID"] = settings.app_id
     env["LOOPWISE_METRICS_PORT"] = str(settings.metrics_port)
     env["LOOPWISE_DATA_DIR"] = str(settings.data_dir)
+    env["LOOPWISE_WORKER_ID"] = settings.worker_id
+    env["LOOPWISE_PROCESSING_GUARANTEE"] = settings.processing_guarantee
     if settings.effective_fetch_max_wait_ms is not None:
         env["LOOPWISE_FETCH_MAX_WAIT_MS"] = str(settings.effective_fetch_max_wait_ms)
     return env

@@ -224,7 +224,7 @@ class CorrelateStage(Stage):
             correlator = self.correlators[partition]
             for request_id, state in correlator.drain_changes():
                 changes.append((partition, b"r:" + request_id.encode(), None if state is None else orjson.dumps(state)))
-            changes.append((partition, _WATERMARK_KEY, str(correlator.watermark_ms).encode()))
+            changes.append((partition, _WATERMARK_KEY, orjson.dumps(correlator.clock())))
         self._touched.clear()
         return changes
 
@@ -232,7 +232,8 @@ class CorrelateStage(Stage):
         correlator = self.correlators[partition] = OutcomeCorrelator(self.env.registry)
         for key, value in records:
             if key == _WATERMARK_KEY:
-                correlator.watermark_ms = int(value or b"0")
+                if value is not None:
+                    correlator.load_clock(orjson.loads(value))
             elif key.startswith(b"r:"):
                 correlator.load(key[2:].decode(), None if value is None else orjson.loads(value))
         correlator.drain_changes()  # what was just loaded is already in the changelog

@@ -98,6 +98,19 @@ def test_watermark_comes_from_events_not_the_clock(correlator: OutcomeCorrelator
     assert [o.request_id for o in correlator.advance()] == ["r1"]
 
 
+def test_watermark_waits_for_the_slower_input_unless_it_is_idle() -> None:
+    correlator = OutcomeCorrelator(WorkflowRegistry(), idle_after=5)
+    correlator.on_feedback(make_feedback("a", ts_ms=T0))
+    for i in range(4):  # requests read ahead of feedback (a backlog): the watermark waits
+        correlator.on_request(make_request(f"r{i}", ts_ms=T0 + (i + 1) * HOUR_MS))
+    assert correlator.watermark_ms == T0
+    correlator.on_feedback(make_feedback("b", ts_ms=T0 + HOUR_MS))
+    assert correlator.watermark_ms == T0 + HOUR_MS
+    for i in range(5):  # feedback has gone quiet for 5 events: it no longer holds the clock back
+        correlator.on_request(make_request(f"s{i}", ts_ms=T0 + 5 * HOUR_MS))
+    assert correlator.watermark_ms == T0 + 5 * HOUR_MS
+
+
 @pytest.mark.parametrize(("kind", "value", "quality"), [
     ("thumbs", 1, 1.0), ("thumbs", -1, 0.0), ("rating", 1, 0.0), ("rating", 3, 0.5), ("nps", 7, 0.7),
     ("task_completed", 1, 1.0), ("delete", 1, 0.0), ("edit", 0.25, 0.75), ("dwell", 15, 0.5), ("dwell", 90, 1.0),
@@ -125,14 +138,14 @@ def test_restored_correlator_decides_exactly_as_the_original() -> None:
     original.advance()
     for request_id, state in original.drain_changes():  # through JSON, as the changelog carries it
         copy.load(request_id, None if state is None else orjson.loads(orjson.dumps(state)))
-    copy.watermark_ms = original.watermark_ms
+    copy.load_clock(orjson.loads(orjson.dumps(original.clock())))
     assert original.drain_changes() == []
     later = [make_feedback("r1", ts_ms=T0 + HOUR_MS + 5), make_feedback("r3", ts_ms=T0 + HOUR_MS + 6, kind="nps", value=9)]
     verdicts = [(c.on_feedback(later[0]), c.on_feedback(later[1])) for c in (original, copy)]
     assert verdicts[0] == verdicts[1] == (FeedbackVerdict.LATE, FeedbackVerdict.ACCEPTED)
     assert original.on_request(make_request("r1", ts_ms=T0)) is copy.on_request(make_request("r1", ts_ms=T0)) is None
     finals = [c.advance(T0 + 3 * HOUR_MS) for c in (original, copy)]
-    assert finals[0] == finals[1] and [o.request_id for o in finals[0]] == ["r2", "r3"]
+    assert finals[0] == finals[1] and [o.request_id for o in finals[0]] == ["r1", "r2", "r3"]
 
 
 def test_events_older_than_a_window_behind_the_watermark_are_too_late(correlator: OutcomeCorrelator) -> None:
