@@ -1,12 +1,23 @@
 """Exploration: route shares from reward posteriors (Thompson P(best) or UCB), then made safe (floors, caps).
 
-Thompson sampling is used by default. Measured on the simulator's offline
-mode (``bench/routing.py``; see ``processors.routing.policy`` for the full
-table), Thompson beat UCB on every scenario tried: UCB sends *all* of a
-segment's traffic to one route until its bound drops, so it herds whole
-segments onto a route whose latency then climbs under the load it brings;
-Thompson's P(best) splits traffic between routes whose rewards are within
-noise of each other, which is also what a capacity-limited platform wants.
+Thompson sampling is used by default. Measured with the simulator's offline
+mode (seed 1, default durations at 20 req/s, 300 s feedback window, the
+router's defaults otherwise), reward_ratio Thompson vs UCB (c = 2):
+
+============== ========= ======
+scenario       Thompson  UCB
+============== ========= ======
+steady         0.9941    0.9873
+drift          0.9605    0.9524
+outage         0.9684    0.9434
+traffic-spike  0.9706    0.9546
+price-change   1.0024    0.9983
+============== ========= ======
+
+UCB hands a whole segment to one route until its bound drops, so a
+segment lurches between routes and lags on an outage; Thompson's P(best)
+splits traffic between routes whose rewards are within noise of each other
+and moves smoothly as evidence comes in.
 """
 
 from __future__ import annotations
