@@ -49,7 +49,7 @@ def parse_segment(segment: str) -> dict[str, str]:
     return {k: v for k, v in pairs}
 
 
-@dataclass
+@dataclass(slots=True)
 class RouteLoad:
     """One route's latency and failure statistics, pooled across the workflow's segments."""
 
@@ -64,7 +64,7 @@ class RouteLoad:
                    DecayedMean(half_life_ms, _PRIOR_ERROR, _PRIOR_ERROR_STD, weight, ts_ms))
 
 
-@dataclass
+@dataclass(slots=True)
 class SegmentRoute:
     """One route's quality and cost statistics within one segment."""
 
@@ -80,7 +80,7 @@ class SegmentRoute:
                    DecayedMean(half_life_ms, cost, _PRIOR_REL_STD * cost, 1.0, ts_ms))
 
 
-@dataclass
+@dataclass(slots=True)
 class WorkflowState:
     """A workflow's definition, route index, pooled route statistics and budget pacer."""
 
@@ -114,7 +114,7 @@ class WorkflowState:
         return cls(_DEFINITION.from_dict(state["definition"]), loads, pacer, dict(state["prices"]), int(state["priced_ms"]))
 
 
-@dataclass
+@dataclass(slots=True)
 class SegmentState:
     """One (workflow, segment): per-route statistics, the current shares, and what was last published."""
 
