@@ -19,8 +19,9 @@ Last run (seeds 1, 2, 3; mean reward_ratio; ~35 min on the shared 2 cores)::
     budget-squeeze  0.6166  0.6174      0.9826      0.7055     0.9347    0.9570   0.9741    -   FAIL
     privacy-mix     0.4566  0.4548      0.5426      0.4488     0.8045    0.9008   0.9917    -   PASS
 
-budget-squeeze fails both ways: $96 over a pro-rata $117 in 20 min, and
-below static-best (which overruns by $138). No policy can meet that budget:
+budget-squeeze fails both ways: $96 over a pro-rata $117 in 20 min ($91
+with the pacing gain since raised from 1 to 3 e-folds/min: seeds 1 and 3,
+ratio unchanged at 0.974), and below static-best (which overruns by $138). No policy can meet that budget:
 a linear program over the scenario's traffic classes, prices and capacities
 puts the least possible spend at $391/h with every route at 100 %
 utilisation ($446/h at 90 %, $519/h at 80 %) against a budget of $350/h.

@@ -64,6 +64,7 @@ class RouterConfig:
         publish_tv: Total-variation change of shares that publishes a policy.
         heartbeat_s: Largest gap between two publications of a segment's policy.
         max_tracked: Requests remembered to never count one twice.
+        pacing_gain: Largest change of log(cost multiplier) per minute when over or under budget.
     """
 
     half_life_s: float = 120.0
@@ -84,6 +85,7 @@ class RouterConfig:
     publish_tv: float = 0.05
     heartbeat_s: float = 300.0
     max_tracked: int = 300_000
+    pacing_gain: float = 3.0
 
 
 class Router:
@@ -132,7 +134,7 @@ class Router:
         if budget is None:
             current.pacer = None
         elif current.pacer is None:
-            current.pacer = BudgetPacer(budget)
+            current.pacer = BudgetPacer(budget, gain=self.config.pacing_gain)
         else:
             current.pacer.budget_usd_per_hour = budget
         self.workflows[definition.workflow] = current
