@@ -74,6 +74,8 @@ class Settings:
     signing_key: Secret = field(default_factory=lambda: Secret(""))
     worker_id: str = field(default_factory=socket.gethostname)
     processing_guarantee: str = "exactly_once"
+    is_remediation_dry_run: bool = False
+    stages: tuple[str, ...] = ()
     is_embedded: bool = False
 
     @classmethod
@@ -110,6 +112,8 @@ class Settings:
             signing_key=Secret(env.get("LOOPWISE_SIGNING_KEY") or ""),
             worker_id=get("LOOPWISE_WORKER_ID") or socket.gethostname(),
             processing_guarantee=(get("LOOPWISE_PROCESSING_GUARANTEE") or "exactly_once").lower(),
+            is_remediation_dry_run=_bool(env, "LOOPWISE_REMEDIATION_DRY_RUN"),
+            stages=tuple(x.strip() for x in (get("LOOPWISE_STAGES") or "").split(",") if x.strip()),
         )
         settings.validate()
         return settings
@@ -184,6 +188,15 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
     if value < minimum:
         raise ConfigError(f"{name}={value}: must be at least {minimum}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name}={raw!r}: expected true or false")
 
 
 def _optional_int(env: Mapping[str, str], name: str) -> int | None:

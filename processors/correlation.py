@@ -180,7 +180,8 @@ class OutcomeCorrelator:
                 newest[source] = ts_ms
             for name in quiet:
                 quiet[name] = 0 if name == source else quiet[name] + 1
-            live = [newest[n] for n in newest if newest[n] and quiet[n] < self._idle_after]
+            # An input not seen yet holds the clock too (its first events may still be on their way).
+            live = [newest[n] for n in newest if quiet[n] < self._idle_after]
             ts_ms = min(live) if live else max(newest.values())
         if ts_ms > self.watermark_ms:
             self.watermark_ms = ts_ms

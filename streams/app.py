@@ -13,6 +13,7 @@ from infra.settings import Settings
 from sinks.prometheus import Metrics
 from streams.engine import EngineConfig, StageRunner
 from streams.host import register_engine
+from infra.settings import ConfigError
 from streams.stages import STAGES, Stage, StageEnv
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,20 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
     app.fetch_max_wait_ms = settings.effective_fetch_max_wait_ms
     app.metrics = metrics or Metrics()
     env = StageEnv(settings, app.metrics)
-    app.stages = [stage_type(env) for stage_type in STAGES]
+    app.stages = [stage_type(env) for stage_type in select_stages(settings.stages)]
     engine = engine or EngineConfig.from_settings(settings)
     app.runners = [StageRunner(settings, stage, app.metrics, engine) for stage in app.stages]
     register_engine(app, app.runners)
     return app
+
+
+def select_stages(names: tuple[str, ...]) -> list[type[Stage]]:
+    """The stages this worker runs: all by default, else those named (``LOOPWISE_STAGES``)."""
+    if not names:
+        return list(STAGES)
+    known = {stage.name: stage for stage in STAGES}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"LOOPWISE_STAGES: unknown stage {unknown[0]!r}; known: {', '.join(known)}")
+    wanted = [known["workflows"]] + [known[n] for n in names if n != "workflows"]  # every stage needs workflows
+    return wanted

@@ -90,6 +90,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
     env["LOOPWISE_DATA_DIR"] = str(settings.data_dir)
     env["LOOPWISE_WORKER_ID"] = settings.worker_id
     env["LOOPWISE_PROCESSING_GUARANTEE"] = settings.processing_guarantee
+    env["LOOPWISE_REMEDIATION_DRY_RUN"] = "true" if settings.is_remediation_dry_run else "false"
+    env["LOOPWISE_STAGES"] = ",".join(settings.stages)
     if settings.effective_fetch_max_wait_ms is not None:
         env["LOOPWISE_FETCH_MAX_WAIT_MS"] = str(settings.effective_fetch_max_wait_ms)
     return env

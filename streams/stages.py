@@ -21,11 +21,12 @@ from processors.anomaly import DetectorBank
 from processors.correlation import FeedbackVerdict, OutcomeCorrelator
 from processors.dedup import Deduplicator
 from processors.experiments import ExperimentEngine
+from processors.remediation import Remediator, RemediatorConfig, as_insight
 from processors.incidents import IncidentCorrelator
 from processors.throttle import AnomalyThrottle
 from processors.workflows import WorkflowRegistry
 from schemas.records import (
-    Anomaly, DeadLetter, FeedbackEvent, LogEvent, MetricEvent, Outcome, RequestEvent, WorkflowDefinition,
+    Anomaly, DeadLetter, FeedbackEvent, Incident, LogEvent, MetricEvent, Outcome, RequestEvent, WorkflowDefinition,
 )
 from schemas.serde import RECORD_TYPES, Codec, make_codec
 from sinks.prometheus import Metrics
@@ -59,6 +60,8 @@ class StageEnv:
         self.lock = threading.RLock()
         self.workflow_listeners: list[Callable[[WorkflowDefinition], None]] = []
         self._codecs: dict[str, Codec[Any]] = {}
+        #: The stage that dead-letters and counts each input topic; other stages reading it skip bad input.
+        self.owners: dict[str, str] = {}
 
     def topic(self, logical: str) -> str:
         return self.settings.topic(logical)
@@ -118,6 +121,9 @@ class Stage:
         self._gates = {env.topic(name): env.gate(name, is_deduplicating=self.is_gate_deduplicating)
                        for name in self.inputs}
         self._logical = {env.topic(name): name for name in self.inputs}
+        for name in self.inputs:
+            env.owners.setdefault(name, self.name)
+        self._owned = {env.topic(name) for name in self.inputs if env.owners[name] == self.name}
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -129,13 +135,15 @@ class Stage:
         for message in batch:
             result = self._gates[message.topic].admit_one(message)
             if isinstance(result, DeadLetter):
-                out.append(self.env.dead(result))
+                if message.topic in self._owned:  # else its owner stage dead-letters it
+                    out.append(self.env.dead(result))
                 continue
             if self.on_record(self._logical[message.topic], message, result, out) is not False:
                 counts[message.topic] = counts.get(message.topic, 0) + 1
         out.extend(self.after_batch())
         for topic, n in counts.items():
-            self.env.metrics.events_in(topic).inc(n)
+            if topic in self._owned:
+                self.env.metrics.events_in(topic).inc(n)
         return out
 
     def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> bool | None:
@@ -349,7 +357,78 @@ class LearnStage(Stage):
         return out
 
 
-STAGES: tuple[type[Stage], ...] = (WorkflowStage, CorrelateStage, ObserveStage, IncidentStage, LearnStage)
+class RemediateStage(Stage):
+    """requests, metrics, anomalies, incidents, final outcomes → signed, idempotent remediation commands.
+
+    The remediator must see every route of a workflow: run this stage in one worker
+    (``LOOPWISE_STAGES``) when there are several. Its state (breakers, episodes, the
+    ids of commands already sent) goes to the changelog in the transaction of every
+    batch that emits a command, and at least once a minute of event time, so a
+    restart sends no command twice.
+    """
+
+    name = "remediate"
+    inputs = ("requests", "metrics", "anomalies", "incidents", "outcomes")
+    has_state = True
+    _SNAPSHOT_EVERY_MS = 60_000
+
+    def __init__(self, env: StageEnv) -> None:
+        super().__init__(env)
+        settings = env.settings
+        self.remediator = Remediator(settings.signing_key_bytes, RemediatorConfig(
+            issuer=settings.app_id, is_dry_run=settings.is_remediation_dry_run))
+        for definition in env.registry:
+            self.remediator.observe_workflow(definition)
+        env.workflow_listeners.append(self.remediator.observe_workflow)
+        self._watermark_ms = 0
+        self._snapshot_due = False
+        self._last_snapshot_ms = 0
+        self._published: dict[str, None] = {}
+
+    def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
+        observe = _REMEDIATOR_INPUTS[type(record)]
+        observe(self.remediator, record)
+        self._watermark_ms = max(self._watermark_ms, record.ts_ms)
+
+    def after_batch(self) -> list[Outgoing]:
+        if not self._watermark_ms:
+            return []
+        commands = self.remediator.advance(self._watermark_ms)
+        out = [self.env.encode("commands.remediation", c.target, c) for c in commands]
+        for entry in self.remediator.audit_log()[-max(len(commands), 1) * 4:]:
+            insight = as_insight(entry)
+            if insight.insight_id not in self._published:
+                self._published[insight.insight_id] = None
+                out.append(self.env.encode("insights", insight.subject, insight))
+        while len(self._published) > 10_000:
+            del self._published[next(iter(self._published))]
+        if commands or self._watermark_ms - self._last_snapshot_ms >= self._SNAPSHOT_EVERY_MS:
+            self._snapshot_due = True
+        return out
+
+    def state_changes(self) -> list[tuple[int, bytes, bytes | None]]:
+        if not self._snapshot_due:
+            return []
+        self._snapshot_due, self._last_snapshot_ms = False, self._watermark_ms
+        return [(0, b"remediator", orjson.dumps(self.remediator.snapshot()))]
+
+    def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> None:
+        latest = None
+        for key, value in records:
+            if key == b"remediator" and value is not None:
+                latest = value
+        if latest is not None:
+            self.remediator.restore(orjson.loads(latest))
+
+
+_REMEDIATOR_INPUTS: dict[type, Callable[[Remediator, Any], None]] = {
+    RequestEvent: Remediator.observe_request, MetricEvent: Remediator.observe_metric,
+    Anomaly: Remediator.observe_anomaly, Incident: Remediator.observe_incident,
+    Outcome: Remediator.observe_outcome,
+}
+
+STAGES: tuple[type[Stage], ...] = (WorkflowStage, CorrelateStage, ObserveStage, IncidentStage, LearnStage,
+                                   RemediateStage)
 
 
 def _field_names(record_type: type) -> frozenset[str]:

@@ -92,20 +92,24 @@ def interleaved_inputs() -> list[Sent]:
         out.append(item)
         out.append(valid("requests", f"r-{index}", make_request(f"r-{index}", ts_ms=T0 + index)))
         out.append(valid("feedback", f"r-{index}", make_feedback(f"r-{index}", ts_ms=T0 + 1_000 + index)))
+    # Its partition's requests reach T0 + 2 h here; the feedback catches up in ordered_inputs().
+    out.append(valid("requests", "late", make_request("late", ts_ms=T0 + 2 * HOUR_MS)))
     return out
 
 
 def ordered_inputs() -> list[Sent]:
     """Bad inputs that are bad only after another (same key, so same partition, so in order)."""
-    again = json_codec(RequestEvent).encode(make_request("dup", ts_ms=T0 + 1))
+    # At the partitions' newest event time: never too late, whatever the order the two topics are read in.
+    again = json_codec(RequestEvent).encode(make_request("dup", ts_ms=T0 + 2 * HOUR_MS + 1))
     feedback = make_feedback("r-1", ts_ms=T0 + 5_000, feedback_id="fb-dup")
     stale = make_feedback("late", ts_ms=T0 + 2_000, feedback_id="fb-old")
     return [
-        valid("requests", "dup", make_request("dup", ts_ms=T0)),
+        valid("requests", "dup", make_request("dup", ts_ms=T0 + 2 * HOUR_MS)),
         bad("requests", "dup", again, "duplicate"),
         valid("feedback", "r-1", feedback),
         bad("feedback", "r-1", json_codec(type(feedback)).encode(feedback), "duplicate"),
-        # Sent last: its event time moves the feedback horizon 2 h ahead, so older feedback is too late.
+        # Sent last: with it, both inputs of the partition are 2 h ahead (the watermark follows the
+        # slower input), so feedback from 2 h ago can only belong to a closed window: too late.
         valid("feedback", "late", make_feedback("late", ts_ms=T0 + 2 * HOUR_MS, feedback_id="fb-new")),
         bad("feedback", "late", json_codec(type(stale)).encode(stale), "too_late"),
     ]
@@ -153,7 +157,7 @@ def test_every_kind_of_bad_input_is_dead_lettered_and_every_valid_one_processed(
         expected_ids = sorted({s.key.decode() for s in sent if s.logical == "requests" and s.reason is None})
         outcomes = decoded(read_topic(settings, settings.topic("outcomes"), at_least=len(expected_ids)))
         assert sorted(o["request_id"] for o in outcomes if not o["is_final"]) == expected_ids
-        assert len(expected_ids) == 21
+        assert len(expected_ids) == 22
         assert worker.is_running
 
 

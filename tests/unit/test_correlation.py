@@ -92,7 +92,8 @@ def test_workflow_window_and_objective_are_used() -> None:
     assert [o.request_id for o in correlator.advance(T0 + 60_000)] == ["r1"]
 
 
-def test_watermark_comes_from_events_not_the_clock(correlator: OutcomeCorrelator) -> None:
+def test_watermark_comes_from_events_not_the_clock() -> None:
+    correlator = OutcomeCorrelator(WorkflowRegistry(), idle_after=1)  # no feedback comes: it is idle at once
     correlator.on_request(make_request("r1", ts_ms=T0))
     correlator.on_request(make_request("r2", ts_ms=T0 + HOUR_MS))  # advances the watermark
     assert [o.request_id for o in correlator.advance()] == ["r1"]
@@ -109,6 +110,15 @@ def test_watermark_waits_for_the_slower_input_unless_it_is_idle() -> None:
     for i in range(5):  # feedback has gone quiet for 5 events: it no longer holds the clock back
         correlator.on_request(make_request(f"s{i}", ts_ms=T0 + 5 * HOUR_MS))
     assert correlator.watermark_ms == T0 + 5 * HOUR_MS
+
+
+def test_an_input_not_seen_yet_holds_the_watermark_until_it_is_idle() -> None:
+    correlator = OutcomeCorrelator(WorkflowRegistry(), idle_after=3)
+    correlator.on_request(make_request("r1", ts_ms=T0))
+    correlator.on_request(make_request("r2", ts_ms=T0 + 2 * HOUR_MS))
+    assert correlator.watermark_ms == 0 and correlator.advance() == []
+    correlator.on_request(make_request("r3", ts_ms=T0 + 2 * HOUR_MS + 1))  # third request: feedback is idle
+    assert [o.request_id for o in correlator.advance()] == ["r1"]
 
 
 @pytest.mark.parametrize(("kind", "value", "quality"), [
@@ -149,6 +159,7 @@ def test_restored_correlator_decides_exactly_as_the_original() -> None:
 
 
 def test_events_older_than_a_window_behind_the_watermark_are_too_late(correlator: OutcomeCorrelator) -> None:
+    correlator.on_feedback(make_feedback("r0", ts_ms=T0 + 2 * HOUR_MS))
     correlator.on_request(make_request("r1", ts_ms=T0 + 2 * HOUR_MS))
     assert correlator.is_too_late(T0 + HOUR_MS, "support-bot")
     assert not correlator.is_too_late(T0 + HOUR_MS + 1, "support-bot")

@@ -42,7 +42,7 @@ def test_scorecard_fields_and_ratio() -> None:
 
 
 def test_loopwise_fallback_is_marked_and_learns() -> None:
-    result = run_offline(load_scenario("steady"), "loopwise", seed=1, duration_s=300, rate=50)
+    result = run_offline(load_scenario("steady"), "loopwise-fallback", seed=1, duration_s=300, rate=50)
     random = run_offline(load_scenario("steady"), "random", seed=1, duration_s=300, rate=50)
     assert result.policy_impl == result.scorecard["policy_impl"] == "fallback-epsilon-greedy"
     assert result.scorecard["reward"] > random.scorecard["reward"] + 0.1

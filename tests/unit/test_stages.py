@@ -129,3 +129,26 @@ def test_learn_stage_publishes_experiment_decisions_from_final_outcomes_only() -
     assert (sum(engine.state.observed), engine.state.ignored) == (0, 10)
     stage.handle([msg("p.outcomes", o, 10 + i) for i, o in enumerate(finals)])
     assert sum(engine.state.observed) == 10 and engine.state.observed == [5, 5]
+
+
+def test_remediate_stage_opens_a_failing_route_with_a_signed_command_once() -> None:
+    from schemas.records import Command, Status
+    from schemas.signing import verify
+    from streams.stages import RemediateStage
+
+    e = env()
+    WorkflowStage(e).handle([msg("p.workflows", make_workflow(fallback_route="local-small"))])
+    stage = RemediateStage(e)
+    traffic = [msg("p.requests", make_request(f"r{i}", ts_ms=T0 + i * 50, status=Status.ERROR if i >= 200 else Status.OK,
+                                              error_type="upstream_5xx" if i >= 200 else None), i)
+               for i in range(400)]
+    commands = [decode(o, Command) for o in stage.handle(traffic) if o.topic == "p.commands.remediation"]
+    opened = [c for c in commands if c.action == "open_circuit"]
+    assert [c.target for c in opened] == ["gpt-large"]
+    verify(opened[0], e.settings.signing_key_bytes)  # raises if unsigned or forged
+    [(partition, key, snapshot)] = stage.state_changes()
+    assert (partition, key) == (0, b"remediator")
+    restarted = RemediateStage(env())  # a new worker: restores, then sees the same batch again
+    restarted.restore(0, [(key, snapshot)])
+    again = [decode(o, Command) for o in restarted.handle(traffic) if o.topic == "p.commands.remediation"]
+    assert not {c.command_id for c in again} & {c.command_id for c in opened}
