@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Sequence
 
 import orjson
@@ -20,14 +20,17 @@ from infra.topics import BY_NAME
 from processors.anomaly import DetectorBank
 from processors.correlation import FeedbackVerdict, OutcomeCorrelator
 from processors.dedup import Deduplicator
-from processors.experiments import ExperimentEngine
+from processors.experiments import ExperimentEngine, unit_of
 from processors.remediation import Remediator, RemediatorConfig, as_insight
+from processors.routing import Router
 from processors.incidents import IncidentCorrelator
 from processors.throttle import AnomalyThrottle
 from processors.workflows import WorkflowRegistry
 from schemas.records import (
-    Anomaly, DeadLetter, FeedbackEvent, Incident, LogEvent, MetricEvent, Outcome, RequestEvent, WorkflowDefinition,
+    Anomaly, Command, DeadLetter, FeedbackEvent, Incident, LogEvent, MetricEvent, Outcome, RequestEvent, RouteRequest,
+    WorkflowDefinition,
 )
+from schemas.signing import SignatureError, verify
 from schemas.serde import RECORD_TYPES, Codec, make_codec
 from sinks.prometheus import Metrics
 from streams.edge import InputGate, RawMessage
@@ -58,6 +61,9 @@ class StageEnv:
         self.settings, self.metrics, self.now_ms = settings, metrics, now_ms
         self.registry = WorkflowRegistry()
         self.lock = threading.RLock()
+        #: Shared by the stage that learns (outcomes) and the one that answers route requests.
+        self.router = Router()
+        self.experiments: dict[str, ExperimentEngine] = {}
         self.workflow_listeners: list[Callable[[WorkflowDefinition], None]] = []
         self._codecs: dict[str, Codec[Any]] = {}
         #: The stage that dead-letters and counts each input topic; other stages reading it skip bad input.
@@ -266,11 +272,10 @@ class WorkflowStage(Stage):
 
 
 class ObserveStage(Stage):
-    """metrics → anomalies per source × metric; jobs, route requests: validated and counted
-    (their processors plug in here)."""
+    """metrics → anomalies per source × metric; jobs: validated and counted (the scheduler plugs in here)."""
 
     name = "observe"
-    inputs = ("metrics", "jobs", "route.requests")
+    inputs = ("metrics", "jobs")
 
     def __init__(self, env: StageEnv) -> None:
         super().__init__(env)
@@ -319,42 +324,87 @@ class IncidentStage(Stage):
 
 
 class LearnStage(Stage):
-    """outcomes → experiment decisions (allocation, statistics, winners) per workflow experiment.
+    """outcomes → routing policies (``Router``) and experiment decisions; anomalies and signed
+    circuit commands → the router's view of route health.
 
-    Experiments learn from final outcomes only (``ExperimentEngine.observe``), so
-    a request is counted once whatever the feedback did.
+    Experiments learn from final outcomes only (``ExperimentEngine.observe``); the router
+    learns latency, cost and errors from provisional ones and quality from final ones,
+    each request once. Policies are published only when they change materially.
     """
 
     name = "learn"
-    inputs = ("outcomes",)
+    inputs = ("outcomes", "anomalies", "commands.remediation")
 
     def __init__(self, env: StageEnv) -> None:
         super().__init__(env)
-        self.experiments: dict[str, ExperimentEngine] = {}
+        self.router, self.experiments = env.router, env.experiments
         for definition in env.registry:
             self._on_workflow(definition)
         env.workflow_listeners.append(self._on_workflow)
         self._watermark_ms = 0
 
     def _on_workflow(self, definition: WorkflowDefinition) -> None:
+        self.router.update_workflow(definition)
         engine = ExperimentEngine.for_workflow(definition)
         if engine is not None and engine.spec.name not in self.experiments:
             self.experiments[engine.spec.name] = engine
 
-    def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
+    def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> bool | None:
+        if isinstance(record, Anomaly):
+            self.router.on_anomaly(record)
+            return True
+        if isinstance(record, Command):
+            try:
+                verify(record, self.env.settings.signing_key_bytes)
+            except SignatureError as exc:  # not ours: never obeyed (its owner stage does not exist: say why here)
+                return self.reject(message, f"signature_{exc.reason}", str(exc), out)
+            if not record.is_dry_run:
+                self.router.on_command(record)
+            return True
         assert isinstance(record, Outcome)
         self._watermark_ms = max(self._watermark_ms, record.ts_ms)
+        self.router.learn(record)
         for engine in self.experiments.values():
             if engine.workflow == record.workflow:
                 engine.observe(record)
+        return True
 
     def after_batch(self) -> list[Outgoing]:
-        out = []
+        if not self._watermark_ms:
+            return []
+        out = [self.env.encode("decisions.routing", f"{p.workflow}/{p.segment}", p)
+               for p in self.router.changed_policies(self._watermark_ms)]
         for name, engine in self.experiments.items():
-            decision = engine.decide(self._watermark_ms) if self._watermark_ms else None
+            decision = engine.decide(self._watermark_ms)
             if decision is not None:
                 out.append(self.env.encode("decisions.experiments", name, decision))
         return out
+
+
+class RouteStage(Stage):
+    """route.requests → route.decisions: one route (and prompt variant) per request, from the learned policy.
+
+    Runs on its own consumer so answers never wait behind learning; keyed by
+    request_id, so a caller can wait for its answer.
+    """
+
+    name = "route"
+    inputs = ("route.requests",)
+
+    def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
+        assert isinstance(record, RouteRequest)
+        decision = self.env.router.decide(record, record.ts_ms)
+        variant = self._variant(record)
+        if variant is not None:
+            decision = replace(decision, variant=variant)
+        out.append(self.env.encode("route.decisions", record.request_id, decision))
+
+    def _variant(self, request: RouteRequest) -> str | None:
+        for engine in self.env.experiments.values():
+            if engine.workflow == request.workflow:
+                unit = unit_of(request.context, request.request_id, engine.spec.sticky_by)
+                return engine.assign(unit, request.ts_ms)
+        return None
 
 
 class RemediateStage(Stage):
@@ -427,8 +477,8 @@ _REMEDIATOR_INPUTS: dict[type, Callable[[Remediator, Any], None]] = {
     Outcome: Remediator.observe_outcome,
 }
 
-STAGES: tuple[type[Stage], ...] = (WorkflowStage, CorrelateStage, ObserveStage, IncidentStage, LearnStage,
-                                   RemediateStage)
+STAGES: tuple[type[Stage], ...] = (WorkflowStage, CorrelateStage, ObserveStage, IncidentStage, RemediateStage,
+                                   LearnStage, RouteStage)
 
 
 def _field_names(record_type: type) -> frozenset[str]:

@@ -122,7 +122,7 @@ def test_learn_stage_publishes_experiment_decisions_from_final_outcomes_only() -
     provisional = [correlator.on_request(make_request(f"r{i}", ts_ms=T0 + i, variant="ab"[i % 2])) for i in range(10)]
     finals = correlator.advance(T0 + 3_600_000 + 10)
     out = stage.handle([msg("p.outcomes", o, i) for i, o in enumerate(provisional)])
-    [first] = [decode(o, ExperimentDecision) for o in out]  # the first decision says what is running
+    [first] = [decode(o, ExperimentDecision) for o in out if o.topic == "p.decisions.experiments"]
     assert first.experiment == "support-prompt" and first.status is ExperimentStatus.RUNNING
     assert sum(arm.n for arm in first.arms) == 0  # provisional outcomes are not counted
     engine = stage.experiments["support-prompt"]
@@ -152,3 +152,24 @@ def test_remediate_stage_opens_a_failing_route_with_a_signed_command_once() -> N
     restarted.restore(0, [(key, snapshot)])
     again = [decode(o, Command) for o in restarted.handle(traffic) if o.topic == "p.commands.remediation"]
     assert not {c.command_id for c in again} & {c.command_id for c in opened}
+
+
+def test_learn_and_route_stages_publish_policies_and_answer_within_constraints() -> None:
+    from processors.correlation import OutcomeCorrelator
+    from schemas.records import PrivacyLevel, RouteDecision, RouteRequest, RoutingPolicy
+    from streams.stages import LearnStage, RouteStage
+    from tests.factories import make_context
+
+    e = env()
+    WorkflowStage(e).handle([msg("p.workflows", make_workflow())])
+    learn, route = LearnStage(e), RouteStage(e)
+    correlator = OutcomeCorrelator(e.registry)
+    outcomes = [msg("p.outcomes", correlator.on_request(make_request(f"r{i}", ts_ms=T0 + i * 100)), i)
+                for i in range(50)]
+    policies = [decode(o, RoutingPolicy) for o in learn.handle(outcomes) if o.topic == "p.decisions.routing"]
+    assert policies and {p.workflow for p in policies} == {"support-bot"}
+    assert all(abs(sum(r.probability for r in p.routes) - 1.0) < 1e-6 for p in policies)
+    restricted = RouteRequest("q1", T0 + 10_000, "support-bot", make_context(privacy_level=PrivacyLevel.RESTRICTED))
+    [answer] = [decode(o, RouteDecision) for o in route.handle([msg("p.route.requests", restricted)])]
+    assert (answer.request_id, answer.route) == ("q1", "local-small")  # the only route allowed restricted data
+
