@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration bench install lint clean
+.PHONY: run test test-unit test-integration bench bench-all typecheck install clean
 
 install: $(STAMP)
 
@@ -28,8 +28,16 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration
 
+## Throughput and latency (issue 7 figures, printed with their ceilings and targets; writes bench/results.json).
 bench: $(STAMP)
+	$(BIN)/python -m bench.throughput
+
+## Every component benchmark (simulator speed, detectors, incidents, experiments, routing, remediation).
+bench-all: $(STAMP)
 	$(BIN)/python -m bench
+
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy
 
 clean:
 	rm -rf $(VENV) .loopwise .pytest_cache build *.egg-info

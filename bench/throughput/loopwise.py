@@ -1,11 +1,13 @@
 """Count-and-forward written the loopwise way: ``run_loopwise_count_forward`` is the one entry the bench calls.
 
-Today it runs, per worker, a child process hosting a minimal Faust app built
-like ``streams/app.py`` + ``streams/agents.py``: the ``loopwise://`` transport
-with a small fetch wait, raw bytes, ``take_events`` batches, a plain dict of
-counts, outputs sent as ``streams.agents.send_all`` did (acknowledged before the
-batch is acked: at-least-once). Swap its body for the batch engine; keep the
-signature and the contract: ``in_topic`` already holds ``n_events`` events;
+It runs, per worker, a child process hosting a Faust app whose one stage runs on
+loopwise's batch engine (``streams.engine.StageRunner``), as ``loopwise worker``
+does: raw bytes, batches of up to 2,000, counts per key kept as durable state
+(each batch's changed counts go to a compacted changelog), and outputs, state
+and input offsets committed in one transaction per batch (exactly-once).
+``--faust-agents`` (env ``BENCH_LOOPWISE_PATH=agents``) measures the earlier
+path instead: Faust agents with ``take_events`` batches, at-least-once, no
+durable counts. Contract: ``in_topic`` already holds ``n_events`` events;
 return once all of them are forwarded to ``out_topic``.
 
 Child: ``python -m bench.throughput.loopwise BOOTSTRAP IN OUT GROUP RUN_DIR WORKER_ID``. It
@@ -130,5 +132,80 @@ def _worker(bootstrap: str, in_topic: str, out_topic: str, group: str, run_dir: 
     faust.Worker(app, loglevel="info", quiet=True, override_logging=False).execute_from_commandline()
 
 
+class CountForward:
+    """The count-and-forward pipeline as a loopwise stage (the shape ``StageRunner`` drives)."""
+
+    name, has_state, is_global = "count", True, False
+
+    def __init__(self, in_topic: str, out_topic: str) -> None:
+        import threading
+        from types import SimpleNamespace
+
+        self.topics, self._out = (in_topic,), out_topic
+        self.env = SimpleNamespace(lock=threading.Lock())
+        self.counts: dict[str, int] = {}
+        self._dirty: dict[tuple[int, str], int] = {}
+
+    def handle(self, batch: Any) -> list[Any]:
+        from streams.stages import Outgoing
+
+        out, counts, dirty, dumps, loads = [], self.counts, self._dirty, orjson.dumps, orjson.loads
+        for m in batch:
+            key = loads(m.value)["key"]
+            n = counts[key] = counts.get(key, 0) + 1
+            dirty[(m.partition, key)] = n
+            out.append(Outgoing(self._out, m.key, dumps({"key": key, "count": n})))
+        return out
+
+    def state_changes(self) -> list[tuple[int, bytes, bytes | None]]:
+        changes = [(p, k.encode(), str(n).encode()) for (p, k), n in self._dirty.items()]
+        self._dirty.clear()
+        return changes
+
+    def restore(self, partition: int, records: Any) -> None:
+        for key, value in records:
+            self.counts[key.decode()] = int(value or b"0")
+
+    def forget(self, partition: int) -> None:
+        pass
+
+
+def _engine_worker(bootstrap: str, in_topic: str, out_topic: str, group: str, run_dir: Path, worker_id: str) -> None:
+    """The child: a Faust app hosting one engine runner, exactly as ``loopwise worker`` hosts its stages."""
+    import faust
+
+    from infra.settings import Settings
+    from sinks.prometheus import Metrics
+    from streams.app import EngineBoot
+    from streams.engine import EngineConfig, StageRunner
+    from streams.host import register_engine
+
+    class BenchApp(faust.App):
+        BootStrategy = EngineBoot
+
+    settings = Settings(bootstrap_servers=bootstrap, app_id=group, topic_prefix="bench.", is_embedded=True,
+                        worker_id=f"w{worker_id}", session_timeout_s=6.0)
+    go = run_dir / "go"
+
+    class Runner(StageRunner):
+        def _on_assign(self, producer: Any) -> Any:
+            inner = super()._on_assign(producer)
+
+            def on_assign(consumer: Any, partitions: Any) -> None:
+                inner(consumer, partitions)
+                (run_dir / f"assigned.{worker_id}").write_text(str(sum(1 for tp in partitions if tp.topic == in_topic)))
+                while not go.exists():  # measured once the whole group holds its partitions
+                    time.sleep(0.01)
+            return on_assign
+
+    app = BenchApp(group, broker=f"kafka://{bootstrap}", web_enabled=False, datadir=str(run_dir / f"data-{worker_id}"))
+    register_engine(app, [Runner(settings, CountForward(in_topic, out_topic), Metrics(), EngineConfig())])  # type: ignore[arg-type]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    faust.Worker(app, loglevel="info", quiet=True, override_logging=False).execute_from_commandline()
+
+
 if __name__ == "__main__":
-    _worker(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], Path(sys.argv[5]), sys.argv[6])
+    import os
+
+    worker = _worker if os.environ.get("BENCH_LOOPWISE_PATH") == "agents" else _engine_worker
+    worker(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], Path(sys.argv[5]), sys.argv[6])
