@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/loopwise up --simulate outage --duration 20m --rate 100 --speed 10 --report reports/run.json
 
-## All tests: unit, contract and integration (real broker: env → Docker → embedded).
+## All tests: mypy strict, then unit, contract and integration tests (real broker: env → Docker → embedded).
 test: $(STAMP)
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q
 
 test-unit: $(STAMP)
