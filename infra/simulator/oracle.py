@@ -28,6 +28,9 @@ def _group_keys(view: SliceView) -> I64:
     return (tr.workflow * len(view.truth.tasks) + tr.task) * 3 + tr.privacy
 
 
+_IMPROVE_PASSES = 2
+
+
 class OraclePolicy:
     """Knows every route's true expected reward now, including the load its own choices add.
 
@@ -60,6 +63,7 @@ class OraclePolicy:
         counts = np.zeros(len(t.routes))
         to_rate = (1.0 - view.load_decay) / view.slice_s / view.capacity
         curves: dict[tuple[int, int], RewardCurve] = {}
+        placed: list[tuple[I64, int]] = []
         for b in range(_BLOCKS):
             for group_blocks in blocks:
                 if b < len(group_blocks):
@@ -68,6 +72,16 @@ class OraclePolicy:
                     if pick >= 0:
                         route[idx] = pick
                         counts[pick] += len(idx)
+                        placed.append((idx, pick))
+        # Greedy order decides who gets scarce capacity first; best-response passes (each block
+        # re-placed given all the others) move it to whoever gains most from it.
+        for _ in range(_IMPROVE_PASSES):
+            for i, (idx, pick) in enumerate(placed):
+                counts[pick] -= len(idx)
+                better = self._best(view, curves, idx, counts, to_rate)
+                counts[better] += len(idx)
+                route[idx] = better
+                placed[i] = (idx, better)
         return route, variant
 
     @staticmethod
