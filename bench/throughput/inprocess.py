@@ -29,7 +29,10 @@ def run_inprocess(records: Sequence[SimRecord], batch: int = BATCH) -> Result:
     settings = Settings(bootstrap_servers="x:1")
     env = StageEnv(settings, Metrics())
     stages = [stage_type(env) for stage_type in STAGES]
-    by_topic = {topic: stage for stage in stages for topic in stage.topics}
+    by_topic: dict[str, list[Stage]] = {}
+    for stage in stages:  # several stages may read one topic (each has its own consumer group in a worker)
+        for topic in stage.topics:
+            by_topic.setdefault(topic, []).append(stage)
     messages = [RawMessage(topic=settings.topic(r.logical), partition=zlib.crc32(r.key) % PARTITIONS, offset=i,
                            key=r.key, value=r.value, timestamp_ms=0) for i, r in enumerate(records)]
     offsets: dict[str, int] = {}
@@ -43,12 +46,12 @@ def run_inprocess(records: Sequence[SimRecord], batch: int = BATCH) -> Result:
     return Result(eps=len(messages) / elapsed, events=len(messages), seconds=elapsed)
 
 
-def _dispatch(batch: list[RawMessage], by_topic: dict[str, Stage], offsets: dict[str, int]) -> list[RawMessage]:
+def _dispatch(batch: list[RawMessage], by_topic: dict[str, list[Stage]], offsets: dict[str, int]) -> list[RawMessage]:
     """Hand each stage its share of ``batch``; return the outputs some stage reads, as messages."""
     shares: dict[int, tuple[Stage, list[RawMessage]]] = {}
     for message in batch:
-        stage = by_topic[message.topic]
-        shares.setdefault(id(stage), (stage, []))[1].append(message)
+        for stage in by_topic[message.topic]:
+            shares.setdefault(id(stage), (stage, []))[1].append(message)
     fed_back: list[RawMessage] = []
     for stage, share in shares.values():
         for out in stage.handle(share):
