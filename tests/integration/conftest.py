@@ -15,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 from infra.broker import EmbeddedBroker
 from infra.settings import Settings
-from tests.conftest import unique_name
+from tests.conftest import wait_until, unique_name
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
@@ -174,15 +174,15 @@ def consume_messages(settings: Settings, topic: str, n: int, timeout_s: float = 
 
 
 def _all_partitions(consumer: Consumer, topic: str, deadline: float) -> list[TopicPartition]:
-    while True:
+    def known() -> list[TopicPartition]:
         try:
             partitions = consumer.list_topics(topic, timeout=1.0).topics[topic].partitions
         except KafkaException:
-            partitions = {}
-        if partitions:
-            return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(partitions)]
-        assert time.monotonic() < deadline, f"topic {topic} has no partitions (does it exist?)"
-        time.sleep(0.05)
+            return []
+        return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(partitions)]
+
+    return wait_until(known, max(0.0, deadline - time.monotonic()),
+                      message=f"topic {topic} has no partitions (does it exist?)")
 
 
 def _describe(messages: Sequence[Message]) -> str:
