@@ -212,7 +212,8 @@ def _workflow(n: _Node, tasks: set[str]) -> WorkflowTruth:
     obj.done()
     wf = WorkflowTruth(n.text("name"), n.text("version", "v1"), n.num("share", 1.0, 0.0), routes,
                        tuple(_tenant(t, tasks) for t in n.items("tenants")), tuple(variants), objective,
-                       n.num("budget_usd_per_hour", None, 0.0), n.text("fallback_route", None), n.text("experiment", None))
+                       n.num("budget_usd_per_hour", None, 0.0), n.text("fallback_route", None), n.text("experiment", None),
+                       n.dur("feedback_window", 3600.0))
     n.done()
     return wf
 

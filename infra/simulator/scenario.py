@@ -109,6 +109,7 @@ class WorkflowTruth:
     budget_usd_per_hour: float | None = None
     fallback_route: str | None = None
     experiment: str | None = None
+    feedback_window_s: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from infra.simulator.protocols import Policy
 from infra.simulator.traffic import TrafficSlice
 from infra.simulator.truth import PRIVACY_LEVELS, Truth, TruthState
 from schemas.records import (
+    ExperimentSpec,
     JobSubmission, LogEvent, LogLevel, MetricEvent, RequestContext, RequestEvent, RouteRequest, RouteSpec, Status,
     VariantSpec, WorkflowDefinition,
 )
@@ -89,7 +90,9 @@ class Telemetry:
             definition = WorkflowDefinition(
                 wf.name, version, now_ms, specs, tuple(VariantSpec(v.name, v.is_control) for v in wf.variants),
                 wf.objective, budget_usd_per_hour=wf.budget_usd_per_hour, fallback_route=wf.fallback_route,
-                previous_version=self._definitions[w].version if w < len(self._definitions) else None)
+                previous_version=self._definitions[w].version if w < len(self._definitions) else None,
+                experiment=None if wf.experiment is None else ExperimentSpec(wf.experiment),
+                feedback_window_s=wf.feedback_window_s)
             if w < len(self._signature):
                 self._signature[w], self._definitions[w] = signature, definition
             else:
