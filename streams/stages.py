@@ -27,7 +27,7 @@ from processors.incidents import IncidentCorrelator
 from processors.throttle import AnomalyThrottle
 from processors.workflows import WorkflowRegistry
 from schemas.records import (
-    Anomaly, Command, DeadLetter, FeedbackEvent, Incident, LogEvent, MetricEvent, Outcome, RequestEvent, RouteRequest,
+    Anomaly, Command, DeadLetter, FeedbackEvent, LogEvent, MetricEvent, Outcome, RequestEvent, RouteRequest,
     WorkflowDefinition,
 )
 from schemas.signing import SignatureError, verify
@@ -436,8 +436,7 @@ class RemediateStage(Stage):
         self._published: dict[str, None] = {}
 
     def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
-        observe = _REMEDIATOR_INPUTS[type(record)]
-        observe(self.remediator, record)
+        self.remediator.observe(record)
         self._watermark_ms = max(self._watermark_ms, record.ts_ms)
 
     def after_batch(self) -> list[Outgoing]:
@@ -470,12 +469,6 @@ class RemediateStage(Stage):
         if latest is not None:
             self.remediator.restore(orjson.loads(latest))
 
-
-_REMEDIATOR_INPUTS: dict[type, Callable[[Remediator, Any], None]] = {
-    RequestEvent: Remediator.observe_request, MetricEvent: Remediator.observe_metric,
-    Anomaly: Remediator.observe_anomaly, Incident: Remediator.observe_incident,
-    Outcome: Remediator.observe_outcome,
-}
 
 STAGES: tuple[type[Stage], ...] = (WorkflowStage, CorrelateStage, ObserveStage, IncidentStage, RemediateStage,
                                    LearnStage, RouteStage)

@@ -16,9 +16,7 @@ from typing import Sequence
 from infra.simulator.fallback import EpsilonGreedyFallback
 from infra.simulator.protocols import Action, Choice
 from processors.remediation import BreakerState, Remediator, RemediatorConfig
-from schemas.records import (
-    Anomaly, Command, Incident, MetricEvent, Outcome, RequestEvent, RouteRequest, WorkflowDefinition,
-)
+from schemas.records import Command, RouteRequest, WorkflowDefinition
 
 BENCH_KEY = b"loopwise-bench-signing-key-0123456789"
 
@@ -66,21 +64,9 @@ class RemediationPolicy:
     def observe(self, events: Sequence[object]) -> Sequence[Action]:
         """Learn routing, feed the remediator, and return the commands due at the latest event time."""
         self.router.observe(events)
-        r = self.remediator
         for event in events:
-            if isinstance(event, RequestEvent):
-                r.observe_request(event)
-            elif isinstance(event, MetricEvent):
-                r.observe_metric(event)
-            elif isinstance(event, WorkflowDefinition):
-                r.observe_workflow(event)
-            elif isinstance(event, Anomaly):
-                r.observe_anomaly(event)
-            elif isinstance(event, Incident):
-                r.observe_incident(event)
-            elif isinstance(event, Outcome):
-                r.observe_outcome(event)
-        commands = r.advance(self._now_ms)
+            self.remediator.observe(event)
+        commands = self.remediator.advance(self._now_ms)
         self.commands.extend(commands)
         return commands
 

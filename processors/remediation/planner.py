@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import orjson
 
@@ -83,6 +83,14 @@ class Remediator:
         self.warnings: deque[str] = deque(maxlen=100)
 
     # ------------------------------------------------------------------ inputs
+    def observe(self, record: object) -> bool:
+        """Feed any record the remediator reads to its ``observe_*``; False for a record it does not read."""
+        handler = _OBSERVERS.get(type(record))
+        if handler is None:
+            return False
+        handler(self, record)
+        return True
+
     def observe_workflow(self, definition: WorkflowDefinition) -> None:
         """Keep the latest definition per workflow (its routes, fallback and declared actions)."""
         current = self._definitions.get(definition.workflow)
@@ -357,3 +365,10 @@ class Remediator:
         self.audit.restore(state["audit"])
         self.overload.restore(state["overload"])
         self.regression.restore(state["regression"])
+
+
+_OBSERVERS: dict[type, Callable[[Remediator, Any], None]] = {
+    RequestEvent: Remediator.observe_request, MetricEvent: Remediator.observe_metric,
+    WorkflowDefinition: Remediator.observe_workflow, Anomaly: Remediator.observe_anomaly,
+    Incident: Remediator.observe_incident, Outcome: Remediator.observe_outcome,
+}
