@@ -30,9 +30,6 @@ class Metrics:
             "loopwise_dlq_total", "Inputs sent to the dead-letter topic, per source topic and reason.",
             ["topic", "reason"], registry=reg,
         )
-        self._dup = Counter(
-            "loopwise_duplicates_total", "Duplicate events skipped, per topic.", ["topic"], registry=reg,
-        )
         self._processing = Histogram(
             "loopwise_processing_seconds", "Time to process one batch, per agent.", ["agent"],
             buckets=_LATENCY_BUCKETS_S, registry=reg,
@@ -63,9 +60,6 @@ class Metrics:
 
     def dead_letters(self, topic: str, reason: str) -> Any:
         return self._child(self._dlq, topic, reason)
-
-    def duplicates(self, topic: str) -> Any:
-        return self._child(self._dup, topic)
 
     def processing(self, agent: str) -> Any:
         return self._child(self._processing, agent)

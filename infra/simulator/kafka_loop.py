@@ -134,6 +134,9 @@ class KafkaLoop:
                 self.env.apply(action)
                 self.stats.decisions += 1
 
+    def flush(self) -> None:
+        self._producer.flush(30)
+
     def close(self) -> None:
         self._producer.flush(30)
         self._consumer.close()
@@ -178,7 +181,7 @@ def run_live(settings: Settings, scenario: Scenario, *, seed: int = 1, duration_
                     break
             if progress is not None:
                 progress(env.now_ms - scenario.start_ms, env.end_ms - scenario.start_ms)
-        loop._producer.flush(30)
+        loop.flush()
         deadline = time.monotonic() + grace_s  # decisions about the last events may still be on their way
         while time.monotonic() < deadline:
             loop.receive(0.2)
