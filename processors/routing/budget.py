@@ -14,6 +14,9 @@ import math
 from typing import Any
 
 
+_HOUR_MS = 3_600_000
+
+
 class BudgetPacer:
     """Cost-weight multiplier of one workflow, driven by its spend rate against ``budget_usd_per_hour``.
 
@@ -30,12 +33,15 @@ class BudgetPacer:
     (True, True)
     """
 
-    def __init__(self, budget_usd_per_hour: float, target: float = 0.85, half_life_ms: float = 60_000.0,
-                 gain: float = 1.0, max_scale: float = 50.0) -> None:
+    def __init__(self, budget_usd_per_hour: float, target: float = 0.95, half_life_ms: float = 60_000.0,
+                 gain: float = 1.0, max_scale: float = 50.0, horizon_ms: float = 300_000.0) -> None:
         self.budget_usd_per_hour, self.target = budget_usd_per_hour, target
         self.half_life_ms, self.gain, self.max_scale = half_life_ms, gain, max_scale
+        self.horizon_ms = horizon_ms
         self.cost_scale = 1.0
         self._spent = 0.0
+        self._hour = -1
+        self._hour_spent = 0.0
         self._ts_ms: int | None = None
         self._first_ms: int | None = None
 
@@ -48,7 +54,11 @@ class BudgetPacer:
             self._spent *= 0.5 ** (dt_ms / self.half_life_ms)
             self._ts_ms = ts_ms
             self._step(dt_ms)
+        hour = ts_ms // _HOUR_MS
+        if hour != self._hour:
+            self._hour, self._hour_spent = hour, 0.0
         self._spent += cost_usd
+        self._hour_spent += cost_usd
 
     def spend_per_hour(self, now_ms: int) -> float:
         """Estimated spend rate in USD per hour at ``now_ms``."""
@@ -58,9 +68,20 @@ class BudgetPacer:
         coverage = 1.0 - 0.5 ** (max(now_ms - self._first_ms, 1_000) / self.half_life_ms)
         return float(spent * math.log(2) / (self.half_life_ms / 3_600_000.0) / coverage)
 
+    def allowed_per_hour(self, now_ms: int) -> float:
+        """The spend rate that brings this hour's spend back to ``target`` of its pro-rata budget within ``horizon_ms``.
+
+        Pacing on the hour's spend so far (not only the recent rate) pays back an early
+        overrun, so the hour ends within budget wherever it is cut.
+        """
+        elapsed_ms = now_ms - self._hour * _HOUR_MS if now_ms // _HOUR_MS == self._hour else 0.0
+        spent = self._hour_spent if now_ms // _HOUR_MS == self._hour else 0.0
+        budget_by = self.target * self.budget_usd_per_hour * (elapsed_ms + self.horizon_ms) / _HOUR_MS
+        return max(0.0, budget_by - spent) / (self.horizon_ms / _HOUR_MS)
+
     def _step(self, dt_ms: int) -> None:
         assert self._ts_ms is not None
-        ratio = self.spend_per_hour(self._ts_ms) / (self.target * self.budget_usd_per_hour)
+        ratio = self.spend_per_hour(self._ts_ms) / max(self.allowed_per_hour(self._ts_ms), 1e-9)
         # log-ratio error, clipped: a 2x overrun and a 10x overrun push equally hard.
         error = max(-1.0, min(1.0, math.log(max(ratio, 1e-9))))
         step = self.gain * error * dt_ms / 60_000.0
@@ -70,13 +91,15 @@ class BudgetPacer:
         """Plain JSON-able state."""
         return {"budget": self.budget_usd_per_hour, "target": self.target, "half_life_ms": self.half_life_ms,
                 "gain": self.gain, "max_scale": self.max_scale, "scale": self.cost_scale, "spent": self._spent,
-                "ts_ms": self._ts_ms, "first_ms": self._first_ms}
+                "ts_ms": self._ts_ms, "first_ms": self._first_ms, "horizon_ms": self.horizon_ms, "hour": self._hour,
+                "hour_spent": self._hour_spent}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> "BudgetPacer":
         """Inverse of ``to_dict``."""
         p = cls(float(state["budget"]), float(state["target"]), float(state["half_life_ms"]), float(state["gain"]),
-                float(state["max_scale"]))
+                float(state["max_scale"]), float(state.get("horizon_ms", 300_000.0)))
         p.cost_scale, p._spent = float(state["scale"]), float(state["spent"])
         p._ts_ms, p._first_ms = state["ts_ms"], state["first_ms"]
+        p._hour, p._hour_spent = int(state.get("hour", -1)), float(state.get("hour_spent", 0.0))
         return p

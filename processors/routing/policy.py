@@ -397,8 +397,18 @@ class Router:
         # Callers on a clock behind the last one (a watermark vs request time) restart it, never rewind.
         wf.priced_ms = now_ms
         rates = {name: self.load.rate(name, now_ms) for name in wf.specs}
-        step_capacity_prices(wf.prices, rates, wf.specs, self.config.capacity_target, self.config.price_step,
+        step_capacity_prices(wf.prices, rates, wf.specs, self._capacity_target(wf), self.config.price_step,
                              min(max(elapsed_ms, 0), 10_000) / 1000.0)
+
+    def _capacity_target(self, wf: WorkflowState) -> float:
+        """Planned utilisation before capacity is priced: under budget pressure, cheap capacity is used harder.
+
+        Without pacing it is ``capacity_target`` (latency rises with load); as the cost
+        multiplier grows it moves towards ``headroom``, the hard cap, so the budget and
+        the capacity prices do not fight each other (both would wind up).
+        """
+        c = self.config
+        return c.capacity_target + (c.headroom - c.capacity_target) * (1.0 - 1.0 / wf.cost_scale)
 
     def _dirty_route(self, route: str) -> None:
         for seg in self.segments.values():

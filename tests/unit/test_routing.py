@@ -158,6 +158,10 @@ def test_budget_pacing_shifts_weight_to_cost() -> None:
     assert free.workflows["wf"].cost_scale == 1.0
     assert shares(free, 600_000)["dear"] > 0.9
     assert shares(paced, 600_000)["cheap"] > 0.9
+    # Under that pressure cheap capacity is planned harder before it is priced (towards the hard cap).
+    c = paced.config
+    assert free._capacity_target(free.workflows["wf"]) == c.capacity_target
+    assert c.capacity_target < paced._capacity_target(paced.workflows["wf"]) <= c.headroom
 
 
 def test_drift_anomaly_resets_a_route() -> None:

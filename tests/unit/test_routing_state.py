@@ -99,6 +99,19 @@ def test_budget_pacer_relaxes_back_to_one_under_budget() -> None:
     for t in range(0, 300_000, 1_000):
         pacer.add(0.05, t)  # $180/h
     high = pacer.cost_scale
-    for t in range(300_000, 1_500_000, 1_000):
-        pacer.add(0.001, t)  # $3.6/h
+    for t in range(300_000, 2_700_000, 1_000):
+        pacer.add(0.001, t)  # $3.6/h: the $15 spent early is paid back by ~27 min, then the scale decays
     assert high == pytest.approx(50.0) and pacer.cost_scale == 1.0
+
+
+@pytest.mark.parametrize("overspend", [1.5, 3.0, 10.0])
+def test_budget_pacer_pays_back_an_early_overrun_within_the_hour(overspend: float) -> None:
+    # A workflow whose spend falls as its cost weight rises (spend = base / scale), starting far over budget.
+    budget = 36.0
+    pacer = BudgetPacer(budget, gain=3.0)
+    spent = 0.0
+    for t in range(0, 3_600_000, 1_000):
+        cost = overspend * budget / 3600.0 / pacer.cost_scale
+        pacer.add(cost, t)
+        spent += cost
+    assert 0.8 * budget < spent <= budget
