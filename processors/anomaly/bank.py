@@ -9,6 +9,7 @@ from typing import Any
 
 from models.window import LogQuantile
 from processors.anomaly.detectors import VERSION, Direction, SeriesDetector
+from processors.anomaly.windows import RequestWindow
 from processors.drift import DriftMonitor
 from schemas.records import Anomaly, MetricEvent, RequestEvent, Severity, SignalKind, Status
 
@@ -17,6 +18,11 @@ ERROR_RATE_ALPHA = 0.1  # ~ the last 20 requests: short enough to see an outage 
 UPWARD_SIGNALS = frozenset({"latency_ms", "error_rate", "cost_usd"})
 # One error moves the short-window rate by ERROR_RATE_ALPHA; a lone error must stay below z = 2.
 MIN_SCALES = {"error_rate": 0.05}
+# Judged per closed window of requests, by entity kind (cost per request is a route's price).
+WINDOWED_SIGNALS = {"route": ("latency_ms", "cost_usd"), "workflow": ("latency_ms",)}
+# Also judged for slow degradation. Not cost per request: it follows the task mix the
+# router sends, and the trend paged on such shifts of a steady route (bench/detection.py).
+TREND_SIGNALS = frozenset({"latency_ms"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,10 @@ class DetectorBank:
         policy: severity thresholds.
         drift: optional drift monitor fed with each series' robust residual; its
             records wait in :meth:`take_drift` (``observe_request`` includes them).
+        request_window_ms: event time a window of an entity's requests spans
+            (see :class:`~processors.anomaly.windows.RequestWindow`).
+        window_warmup: windows of a route's or workflow's latency and cost before
+            they may raise anything (48 of 10 s: 8 minutes, a full detector window).
 
     >>> bank = DetectorBank(warmup=20)
     >>> hits = [bank.observe("api", "service", "rps", 1000 * i, 100.0 + (i % 5))
@@ -77,12 +87,15 @@ class DetectorBank:
     """
 
     def __init__(self, window: int = 48, warmup: int = 60, policy: SeverityPolicy | None = None,
-                 drift: DriftMonitor | None = None) -> None:
+                 drift: DriftMonitor | None = None, request_window_ms: int = 10_000,
+                 window_warmup: int = 48) -> None:
         self.window, self.warmup = window, warmup
+        self.request_window_ms, self.window_warmup = request_window_ms, window_warmup
         self.policy = policy or SeverityPolicy()
         self.drift = drift
         self._series: dict[tuple[str, str], _Series] = {}
         self._error_rates: dict[str, float] = {}
+        self._windows: dict[str, RequestWindow] = {}
         self._drifts: list[Anomaly] = []
 
     def __len__(self) -> int:
@@ -91,41 +104,74 @@ class DetectorBank:
     def observe(self, entity: str, entity_kind: str, signal: str, ts_ms: int,
                 value: float) -> Anomaly | None:
         """Score ``value`` of one series at event time ``ts_ms``, then learn it."""
-        series = self._get(entity, entity_kind, signal)
-        scored = series.detector.step(value, ts_ms)
-        window_ms = self._advance_clock(series, ts_ms)
+        return self._judge(self._get(entity, entity_kind, signal, self.warmup), entity, signal, ts_ms, value)
+
+    def _judge(self, series: _Series, entity: str, signal: str, ts_ms: int, value: float,
+               is_learning: bool = True, window_start_ms: int | None = None) -> Anomaly | None:
+        """Score ``value`` (and learn it if ``is_learning``); the record if its severity calls for one.
+
+        ``window_start_ms``: where the window whose aggregate ``value`` is began
+        (the evidence); by default the span of the detector's history.
+        """
+        detector = series.detector
+        scored = detector.step(value, ts_ms) if is_learning else detector.score(value, ts_ms)
+        if is_learning:
+            self._advance_clock(series, ts_ms)
         if not scored.is_warm or not math.isfinite(value):
             return None
         quantile = series.scores.value
-        series.scores.update(max(scored.score, 1e-6))
-        if self.drift is not None:
-            change = self.drift.observe(entity, entity_kind, signal, ts_ms, scored.z)
-            if change is not None:
-                self._drifts.append(change)
+        if is_learning:
+            series.scores.update(max(scored.score, 1e-6))
+            if self.drift is not None:
+                change = self.drift.observe(entity, series.kind, signal, ts_ms, scored.z)
+                if change is not None:
+                    self._drifts.append(change)
         severity = self.policy.classify(scored.score, quantile)
         if severity is None:
             return None
+        if window_start_ms is None:
+            window_start_ms = ts_ms - int(series.dt_ms * min(detector.seen, self.window))
         return Anomaly(
-            anomaly_id=anomaly_id(entity, signal, ts_ms, series.detector.name),
-            ts_ms=ts_ms, entity=entity, entity_kind=entity_kind, signal=signal,
+            anomaly_id=anomaly_id(entity, signal, ts_ms, detector.name),
+            ts_ms=ts_ms, entity=entity, entity_kind=series.kind, signal=signal,
             kind=SignalKind.ANOMALY, score=round(scored.score, 6), severity=severity, value=value,
             expected_low=scored.expected_low, expected_high=scored.expected_high,
-            window_start_ms=ts_ms - window_ms, window_end_ms=ts_ms,
-            detector=series.detector.name, detector_version=VERSION)
+            window_start_ms=window_start_ms, window_end_ms=ts_ms,
+            detector=detector.name, detector_version=VERSION)
 
     def observe_request(self, event: RequestEvent) -> list[Anomaly]:
-        """Latency, error rate and cost per request of the route; latency and error rate of the workflow."""
-        is_error = 0.0 if event.status == Status.OK else 1.0
-        signals = [
-            (event.route, "route", "latency_ms", event.latency_ms),
-            (event.route, "route", "error_rate", self._error_rate(f"route:{event.route}", is_error)),
-            (event.route, "route", "cost_usd", event.cost_usd),
-            (event.workflow, "workflow", "latency_ms", event.latency_ms),
-            (event.workflow, "workflow", "error_rate",
-             self._error_rate(f"workflow:{event.workflow}", is_error)),
-        ]
-        found = [self.observe(e, k, s, event.ts_ms, v) for e, k, s, v in signals]
+        """Error rate, median latency and cost per request of the route; error rate and median latency of the workflow.
+
+        The short-term error rate is scored at every request, so an outage
+        shows within a few requests, but learned once per window (every request
+        while warming up), so what it is compared with spans minutes, and a
+        failing route stays anomalous until the failure has lasted that long.
+        Latency and cost are judged per closed window: one slow or expensive
+        request is not an incident (see :mod:`processors.anomaly.windows`).
+        """
+        is_ok = event.status == Status.OK
+        found: list[Anomaly | None] = []
+        for entity, kind in ((event.route, "route"), (event.workflow, "workflow")):
+            key = f"{kind}:{entity}"
+            summary = self._window(key).add(event.ts_ms, event.latency_ms, event.cost_usd, is_ok)
+            errors = self._get(entity, kind, "error_rate", self.warmup)
+            is_learning = summary is not None or errors.detector.seen < errors.detector.warmup
+            found.append(self._judge(errors, entity, "error_rate", event.ts_ms,
+                                     self._error_rate(key, 0.0 if is_ok else 1.0), is_learning))
+            if summary is None:
+                continue
+            for signal, value in (("latency_ms", summary.latency_ms), ("cost_usd", summary.cost_usd)):
+                if signal in WINDOWED_SIGNALS[kind]:
+                    series = self._get(entity, kind, signal, self.window_warmup, signal in TREND_SIGNALS)
+                    found.append(self._judge(series, entity, signal, summary.end_ms, value,
+                                             window_start_ms=summary.start_ms))
         return [a for a in found if a is not None] + self.take_drift()
+
+    def _window(self, key: str) -> RequestWindow:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = RequestWindow(self.request_window_ms)
+        return window
 
     def take_drift(self) -> list[Anomaly]:
         """Drift records found since the last call (empty without a drift monitor)."""
@@ -136,23 +182,22 @@ class DetectorBank:
         """One metric sample: entity = source, signal = metric name."""
         return self.observe(event.source, "metric_source", event.name, event.ts_ms, event.value)
 
-    def _get(self, entity: str, entity_kind: str, signal: str) -> _Series:
+    def _get(self, entity: str, entity_kind: str, signal: str, warmup: int, has_trend: bool = False) -> _Series:
         key = (entity, signal)
         series = self._series.get(key)
         if series is None:
             direction: Direction = "up" if signal in UPWARD_SIGNALS else "both"
-            detector = SeriesDetector(window=self.window, warmup=self.warmup, direction=direction,
-                                      min_scale=MIN_SCALES.get(signal, 0.0))
+            detector = SeriesDetector(window=self.window, warmup=warmup, direction=direction,
+                                      min_scale=MIN_SCALES.get(signal, 0.0), has_trend=has_trend)
             series = _Series(entity_kind, detector, LogQuantile(self.policy.tau, 0.05))
             self._series[key] = series
         return series
 
-    def _advance_clock(self, series: _Series, ts_ms: int) -> int:
+    def _advance_clock(self, series: _Series, ts_ms: int) -> None:
         if series.last_ts_ms is not None:
             gap = max(ts_ms - series.last_ts_ms, 0)
             series.dt_ms = gap if series.dt_ms == 0.0 else series.dt_ms + 0.05 * (gap - series.dt_ms)
         series.last_ts_ms = ts_ms
-        return int(series.dt_ms * min(series.detector.seen, self.window))
 
     def _error_rate(self, key: str, is_error: float) -> float:
         rate = self._error_rates.get(key, is_error)
@@ -164,16 +209,19 @@ class DetectorBank:
         """Plain JSON-able state of every series (for a changelog table); no pickle."""
         return {
             "version": VERSION, "window": self.window, "warmup": self.warmup,
+            "request_window_ms": self.request_window_ms, "window_warmup": self.window_warmup,
             "series": [{"entity": e, "signal": s, "kind": v.kind, "detector": v.detector.snapshot(),
                         "scores": v.scores.snapshot(), "last_ts_ms": v.last_ts_ms, "dt_ms": v.dt_ms}
                        for (e, s), v in self._series.items()],
             "error_rates": dict(self._error_rates),
+            "windows": {k: w.snapshot() for k, w in self._windows.items()},
             "drift": self.drift.snapshot() if self.drift is not None else None,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         """Replace this bank's state by a :meth:`snapshot`."""
         self.window, self.warmup = int(state["window"]), int(state["warmup"])
+        self.request_window_ms, self.window_warmup = int(state["request_window_ms"]), int(state["window_warmup"])
         self._series = {}
         for item in state["series"]:
             series = _Series(item["kind"], SeriesDetector.restore(item["detector"]),
@@ -181,6 +229,7 @@ class DetectorBank:
             series.last_ts_ms, series.dt_ms = item["last_ts_ms"], float(item["dt_ms"])
             self._series[(item["entity"], item["signal"])] = series
         self._error_rates = {k: float(v) for k, v in state["error_rates"].items()}
+        self._windows = {k: RequestWindow.restore(w) for k, w in state["windows"].items()}
         if self.drift is not None and state.get("drift") is not None:
             self.drift.restore(state["drift"])
 

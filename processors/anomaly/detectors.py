@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from models.window import HALF_SCORE_Z, LogQuantile, SortedWindow, squash
+from processors.anomaly.trend import TrendComponent
 
 Method = Literal["level", "diff", "ewma", "ensemble"]
 Direction = Literal["both", "up", "down"]
@@ -68,6 +69,8 @@ class SeriesDetector:
             scoring (0: off — it did not pay on the benchmark, see ``seasonal``).
         min_scale: absolute floor of the scales, for bounded signals whose
             natural unit is known (an error rate moves by whole requests).
+        has_trend: also score the recent level against the older half of the
+            window (:mod:`processors.anomaly.trend`), for slow degradations.
 
     >>> d = SeriesDetector(window=16, warmup=8)
     >>> [d.step(float(i % 3)).score for i in range(9)][-1] < 0.5
@@ -77,10 +80,12 @@ class SeriesDetector:
     """
 
     __slots__ = ("method", "window", "warmup", "direction", "_n", "_recent", "_level",
-                 "_steps", "_absdev", "_absstep", "_ew", "_q_level", "_q_diff", "season_bins", "_season", "min_scale")
+                 "_steps", "_absdev", "_absstep", "_ew", "_q_level", "_q_diff", "season_bins", "_season", "min_scale",
+                 "_trend")
 
     def __init__(self, method: Method = "ensemble", window: int = 128, warmup: int = 32,
-                 direction: Direction = "both", season_bins: int = 0, min_scale: float = 0.0) -> None:
+                 direction: Direction = "both", season_bins: int = 0, min_scale: float = 0.0,
+                 has_trend: bool = False) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; one of {METHODS}")
         self.method, self.window, self.warmup, self.direction = method, window, warmup, direction
@@ -95,6 +100,7 @@ class SeriesDetector:
         self._q_diff = LogQuantile(SCORE_TAU, Z_FLOOR)
         self.season_bins, self.min_scale = season_bins, min_scale
         self._season = array("d", bytes(8 * season_bins))  # time-of-day offsets
+        self._trend = TrendComponent(window, SCORE_TAU, Z_FLOOR) if has_trend else None
 
     @property
     def name(self) -> str:
@@ -108,6 +114,18 @@ class SeriesDetector:
 
     def step(self, value: float, ts_ms: int | None = None) -> Scored:
         """Score ``value`` against the past, then learn it. Non-finite values score 0 and are skipped."""
+        return self._judge(value, ts_ms, True)
+
+    def score(self, value: float, ts_ms: int | None = None) -> Scored:
+        """Score ``value`` against the past without learning it.
+
+        For a series scored more often than it is learned: the bank scores a
+        route's error rate at every request, so an outage shows at once, but
+        learns it once per window, so its memory spans minutes, not requests.
+        """
+        return self._judge(value, ts_ms, False)
+
+    def _judge(self, value: float, ts_ms: int | None, is_learning: bool) -> Scored:
         if not math.isfinite(value):
             return Scored(0.0, 0.0, math.nan, math.nan, self._n >= self.warmup)
         median = self._level.quantile(0.5) if self._n else value
@@ -115,15 +133,19 @@ class SeriesDetector:
         pos, offset = self._season_at(ts_ms)
         x = value - offset
         z_level, z_diff = self._components(x, median, level_scale)
+        z_trend = 0.0 if self._trend is None else self._trend.z(x, list(self._recent)[1:], self._step_scale(median))
         is_warm = self._n >= self.warmup
-        score = self._score(z_level, z_diff) if is_warm else 0.0
-        if self.method == "ewma":
-            median, level_scale = self._ew[0], math.sqrt(self._ew[1]) or level_scale
+        score = self._score(z_level, z_diff, z_trend) if is_warm else 0.0
+        centre, spread = (self._ew[0], math.sqrt(self._ew[1]) or level_scale) if self.method == "ewma" \
+            else (median, level_scale)
         # The range whose values would score below 0.5 on the level component.
-        band = HALF_SCORE_Z * max(self._q_level.value, Z_FLOOR) * level_scale
-        scored = Scored(score, z_level, offset + median - band, offset + median + band, is_warm)
-        self._learn_season(pos, x - median, offset, level_scale)
-        self._learn(x, median, (z_level, z_diff), is_warm)
+        band = HALF_SCORE_Z * max(self._q_level.value, Z_FLOOR) * spread
+        scored = Scored(score, z_level, offset + centre - band, offset + centre + band, is_warm)
+        if is_learning:
+            self._learn_season(pos, x - median, offset, level_scale)
+            self._learn(x, median, (z_level, z_diff), is_warm)
+            if self._trend is not None:
+                self._trend.learn(x, z_trend, is_warm)
         return scored
 
     def _season_at(self, ts_ms: int | None) -> tuple[float, float]:
@@ -157,12 +179,14 @@ class SeriesDetector:
         z_diff = (x - self._reference()) / self._step_scale(median)
         return z_level, z_diff
 
-    def _score(self, z_level: float, z_diff: float) -> float:
+    def _score(self, z_level: float, z_diff: float, z_trend: float) -> float:
         score = 0.0
         if self.method in ("level", "ewma", "ensemble"):
             score = squash(self._directed(z_level) / max(self._q_level.value, Z_FLOOR))
         if self.method in ("diff", "ensemble"):
             score = max(score, squash(self._directed(z_diff) / max(self._q_diff.value, Z_FLOOR)))
+        if self._trend is not None:
+            score = max(score, squash(self._directed(z_trend) / max(self._trend.quantile.value, Z_FLOOR)))
         return score
 
     def _reference(self) -> float:
@@ -227,6 +251,7 @@ class SeriesDetector:
             "q_level": self._q_level.snapshot(), "q_diff": self._q_diff.snapshot(),
             "season_bins": self.season_bins, "season": list(self._season),
             "min_scale": self.min_scale,
+            "trend": None if self._trend is None else self._trend.snapshot(),
         }
 
     @classmethod
@@ -243,4 +268,6 @@ class SeriesDetector:
         d._q_level = LogQuantile.restore(state["q_level"])
         d._q_diff = LogQuantile.restore(state["q_diff"])
         d._season = array("d", (float(v) for v in state["season"]))
+        trend = state.get("trend")
+        d._trend = None if trend is None else TrendComponent.restore(trend)
         return d

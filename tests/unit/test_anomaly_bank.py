@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -70,22 +71,44 @@ def test_outage_raises_error_rate_on_route_and_workflow() -> None:
     assert {("gpt-large", "error_rate"), ("support-bot", "error_rate")} <= signals
 
 
-def test_latency_spike_is_seen_on_route_and_workflow_but_faster_is_not() -> None:
-    bank = DetectorBank()
-    feed_steady(bank, 500, seed=4)
-    assert bank.observe_request(request(500, latency_ms=50.0)) == []
-    spike = bank.observe_request(request(501, latency_ms=5_000.0))
-    assert {(a.entity, a.entity_kind, a.signal) for a in spike} == {
-        ("gpt-large", "route", "latency_ms"), ("support-bot", "workflow", "latency_ms")}
+def test_single_slow_requests_and_timeouts_do_not_page() -> None:
+    bank = DetectorBank(window_warmup=10)
+    found = feed_steady(bank, 1_500, seed=4)
+    for i in range(1_500, 3_000):
+        slow = i % 150 == 0
+        found += bank.observe_request(request(i, latency_ms=30_000.0 if slow else 800.0,
+                                              status=Status.TIMEOUT if slow and i % 300 == 0 else Status.OK))
+    assert [(a.signal, a.severity) for a in found if a.severity != Severity.INFO] == []
 
 
-def test_metric_entity_is_source_and_signal_is_name() -> None:
-    bank = DetectorBank(warmup=10)
-    for i in range(100):
-        bank.observe_metric(MetricEvent("gpu-1", T0 + 1000 * i, "gpu_util", 50.0 + i % 4))
-    a = bank.observe_metric(MetricEvent("gpu-1", T0 + 100_000, "gpu_util", 99.0))
-    assert a is not None and (a.entity, a.entity_kind, a.signal) == ("gpu-1", "metric_source", "gpu_util")
-    assert len(bank) == 1
+def sustained(factor: float) -> list[Anomaly]:
+    bank = DetectorBank(window_warmup=10)
+    feed_steady(bank, 1_200, seed=4)
+    rng = random.Random(9)
+    found: list[Anomaly] = []
+    for i in range(1_200, 1_400):
+        found += bank.observe_request(request(i, factor * rng.gauss(800.0, 60.0)))
+    return [a for a in found if a.signal == "latency_ms" and a.severity != Severity.INFO]
+
+
+def test_sustained_latency_rise_is_seen_per_window_on_route_and_workflow_but_faster_is_not() -> None:
+    rise = sustained(3.0)
+    assert {(a.entity, a.entity_kind) for a in rise} == {("gpt-large", "route"), ("support-bot", "workflow")}
+    first = min(rise, key=lambda a: a.ts_ms)
+    assert first.ts_ms <= T0 + 1_240_000  # the first window of slow requests (20 at 1 req/s)
+    assert first.window_end_ms - first.window_start_ms >= 10_000  # evidence: the window it summarises
+    assert first.value > first.expected_high
+    assert sustained(0.5) == []
+
+
+def test_outage_is_critical_within_a_few_requests_and_stays_anomalous() -> None:
+    bank = DetectorBank(window_warmup=10)
+    feed_steady(bank, 1_000, seed=3)
+    severities = [[a.severity for a in bank.observe_request(request(i, status=Status.ERROR))
+                   if (a.entity, a.signal) == ("gpt-large", "error_rate")] for i in range(1_000, 1_100)]
+    assert Severity.CRITICAL in [s for hit in severities[:10] for s in hit]  # 10 s at 1 req/s
+    # Learned once per window, not per request: still critical after 100 failed requests.
+    assert severities[-1] == [Severity.CRITICAL]
 
 
 def test_severity_thresholds_rise_with_the_entity_score_quantile() -> None:
@@ -109,13 +132,16 @@ def test_snapshot_through_json_gives_identical_subsequent_records() -> None:
     assert [original.observe_request(e) for e in tail] == [restored.observe_request(e) for e in tail]
 
 
-def test_drift_of_latency_is_reported_as_a_drift_record() -> None:
+def test_slow_latency_ramp_is_a_latency_anomaly_and_a_drift_record() -> None:
     bank = DetectorBank(drift=DriftMonitor())
-    rng = random.Random(6)
+    rng = random.Random(11)
     found: list[Anomaly] = []
-    for i in range(1500):
-        latency = rng.gauss(800.0, 40.0) + (0.0 if i < 700 else (i - 700) * 1.0)
-        found += bank.observe_request(request(i, latency_ms=latency))
-    drifts = [a for a in found if a.kind == SignalKind.DRIFT]
-    assert drifts and {a.signal for a in drifts} >= {"latency_ms"}
-    assert min(a.ts_ms for a in drifts if a.signal == "latency_ms") > T0 + 700_000
+    for i in range(14_000):  # 10 req/s: 10 steady minutes, then latency x2.5 over 17 minutes
+        ramp = 1.0 + 1.5 * max(0, i - 6_000) / 10_000
+        event = dataclasses.replace(request(i, ramp * 800.0 * rng.lognormvariate(0.0, 0.3)), ts_ms=T0 + 100 * i)
+        found += bank.observe_request(event)
+    hits = [a for a in found if a.kind == SignalKind.ANOMALY and a.severity != Severity.INFO]
+    assert {(a.entity, a.signal) for a in hits} == {("gpt-large", "latency_ms"), ("support-bot", "latency_ms")}
+    assert T0 + 600_000 < min(a.ts_ms for a in hits) < T0 + 1_000_000
+    drifts = [a for a in found if a.kind == SignalKind.DRIFT and a.signal == "latency_ms"]
+    assert drifts and min(a.ts_ms for a in drifts) > T0 + 600_000

@@ -126,3 +126,25 @@ def test_scores_always_in_unit_interval_and_input_untouched(values: list[float],
 def test_same_seed_same_scores(seed: int, name: str) -> None:
     values = gaussian(150, seed=seed)
     assert score_series(values, name=name, seed=seed) == score_series(values, name=name, seed=seed)
+
+
+def test_score_without_learning_leaves_the_detector_unchanged() -> None:
+    d = SeriesDetector(warmup=10)
+    for i in range(50):
+        d.step(100.0 + i % 5)
+    before = json.dumps(d.snapshot())
+    assert d.score(900.0).score > 0.9
+    assert json.dumps(d.snapshot()) == before
+    assert d.score(900.0) == d.step(900.0)  # the same judgement, then learned
+
+
+def test_trend_sees_a_slow_ramp_that_level_and_step_components_follow() -> None:
+    rng = random.Random(3)
+    values = [rng.gauss(100.0, 3.0) + max(0.0, i - 300) * 0.6 for i in range(420)]
+    plain, trended = SeriesDetector(window=48), SeriesDetector(window=48, has_trend=True)
+    plain_scores = [plain.step(v).score for v in values]
+    trend_scores = [trended.step(v).score for v in values]
+    assert max(plain_scores[300:]) < 0.75 <= max(trend_scores[300:])
+    assert max(trend_scores[:300]) < 0.75  # steady: the trend component does not page
+    restored = SeriesDetector.restore(json.loads(json.dumps(trended.snapshot())))
+    assert [restored.step(v).score for v in values[:50]] == [trended.step(v).score for v in values[:50]]
