@@ -139,7 +139,8 @@ class Environment:
         self.acc.add(out)
         self.now_ms = min(self.end_ms, sc.start_ms + (self._slice + 1) * sc.slice_ms)
         self._slice += 1
-        records = self.telemetry.emit(out, state, self.control, self.now_ms) if self.telemetry is not None else []
+        records = (self.telemetry.emit(out, state, self.control, self.now_ms, is_last=self.is_done)
+                   if self.telemetry is not None else [])
         if self.is_batch:
             for action in self.policy.observe_batch(out):  # type: ignore[union-attr]
                 self.apply(action)

@@ -6,6 +6,8 @@ the same arrays the cheap path scores, so both paths share one truth.
 
 from __future__ import annotations
 
+import heapq
+
 from typing import Any, Mapping
 
 import numpy as np
@@ -66,6 +68,10 @@ class Telemetry:
         self._window: list[SliceOutcomes] = []
         self._signature: list[tuple[Any, ...]] = []
         self._definitions: list[WorkflowDefinition] = []
+        # A gateway publishes a request when it completes: events stamped later than the
+        # slice they started in wait here until their time (a timeout shows up 30 s later).
+        self._completing: list[tuple[int, int, Any]] = []
+        self._completing_seq = 0
 
     def definition(self, w: int) -> WorkflowDefinition:
         """The workflow definition currently published for workflow ``w``."""
@@ -136,8 +142,13 @@ class Telemetry:
         cum = np.cumsum([p.probability for p in published.routes])
         return published.routes[min(int(np.searchsorted(cum / cum[-1], u, side="right")), len(cum) - 1)].route
 
-    def emit(self, out: SliceOutcomes, state: TruthState, control: ControlState, now_ms: int) -> list[Any]:
-        """All records of a finished slice (plus due feedback, metrics, jobs, new definitions), in time order."""
+    def emit(self, out: SliceOutcomes, state: TruthState, control: ControlState, now_ms: int,
+             is_last: bool = False) -> list[Any]:
+        """All records of a finished slice (plus due feedback, metrics, jobs, new definitions), in time order.
+
+        Requests (and their log lines) are published when they complete, in the slice that
+        holds their completion time; ``is_last`` flushes every one still in flight.
+        """
         traffic, t = out.traffic, self.truth
         ids = [self.request_id(traffic.first_request + i) for i in range(traffic.n)]
         wf_names = [t.scenario.workflows[w].name for w in traffic.workflow.tolist()]
@@ -162,10 +173,22 @@ class Telemetry:
                                         route_name if r >= 0 else None, wf_names[i], ids[i]))
         self.feedback.schedule(ids, wf_names, traffic.ts_ms + out.latency_ms.astype(np.int64), out.quality, out.status != REJECTED, traffic.feedback_draws())
         records.extend(self.feedback.release(now_ms))
+        records = self._hold_until_complete(records, now_ms, is_last)
         records.extend(self._metrics(out, now_ms))
         records.extend(self._jobs(traffic, now_ms))
         records.sort(key=lambda rec: rec.ts_ms)
         return records
+
+    def _hold_until_complete(self, records: list[Any], now_ms: int, is_last: bool) -> list[Any]:
+        """Records stamped before ``now_ms`` (all of them on the run's last slice); the rest wait."""
+        for record in records:
+            if record.ts_ms >= now_ms and not is_last:
+                self._completing_seq += 1
+                heapq.heappush(self._completing, (record.ts_ms, self._completing_seq, record))
+        ready = [r for r in records if r.ts_ms < now_ms or is_last]
+        while self._completing and (self._completing[0][0] < now_ms or is_last):
+            ready.append(heapq.heappop(self._completing)[2])
+        return ready
 
     def _metrics(self, out: SliceOutcomes, now_ms: int) -> list[MetricEvent]:
         self._window.append(out)
