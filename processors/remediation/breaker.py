@@ -10,6 +10,9 @@ all-routes-open rule agree, so a vetoed transition leaves the state as it was.
   or ``latency_anomalies_to_open`` latency anomalies in the window. The rate is
   read over ``window_ms`` and over the last ``fast_window_ms``: a busy route that
   starts failing opens in seconds, before its healthy past dilutes the rate.
+  A route the router has already starved (a few requests a second) still opens
+  when the failure rate is above the threshold with confidence: the Wilson lower
+  bound (``confidence_z``) over at least ``min_confident_requests`` (5 of 5 failing).
 * open → half-open: after ``cooldown_ms``, growing by half after each failed
   probe up to ``max_cooldown_ms`` (few commands in a long outage, yet a recovered
   route is probed within ``max_cooldown_ms``); a small ``probe_share`` of
@@ -24,6 +27,7 @@ all-routes-open rule agree, so a vetoed transition leaves the state as it was.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any, Mapping
@@ -39,6 +43,20 @@ class BreakerState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+def wilson_lower(failures: int, n: int, z: float) -> float:
+    """Lower bound of the Wilson score interval of a failure rate (0 without data).
+
+    >>> round(wilson_lower(5, 5, 2.0), 3), round(wilson_lower(4, 5, 2.0), 3), wilson_lower(0, 0, 2.0)
+    (0.556, 0.369, 0.0)
+    """
+    if n <= 0:
+        return 0.0
+    p, z2 = failures / n, z * z
+    centre = p + z2 / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z2 / n))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +75,14 @@ class BreakerConfig:
     min_probe_requests: int = 10
     failure_rate_to_close: float = 0.2
     max_transitions_per_hour: int = 6
+    min_confident_requests: int = 5
+    confidence_z: float = 2.0
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> "BreakerConfig":
         """Read ``window_s``, ``min_requests``, ``error_rate``, ``latency_anomalies``, ``cooldown_s``,
-        ``max_cooldown_s``, ``probe_share``, ``min_probe_requests``, ``close_error_rate``, ``max_flaps_per_hour``.
+        ``max_cooldown_s``, ``probe_share``, ``min_probe_requests``, ``close_error_rate``, ``max_flaps_per_hour``,
+        ``min_confident_requests`` (default: 5, or ``min_requests`` when that is declared), ``confidence_z``.
 
         >>> BreakerConfig.from_params({"error_rate": "0.3", "cooldown_s": "10"}).cooldown_ms
         10000
@@ -86,6 +107,10 @@ class BreakerConfig:
             min_probe_requests=int(get("min_probe_requests", d.min_probe_requests)),
             failure_rate_to_close=get("close_error_rate", d.failure_rate_to_close),
             max_transitions_per_hour=int(get("max_flaps_per_hour", d.max_transitions_per_hour)),
+            # A declared min_requests is the least evidence its author accepts, for either rule.
+            min_confident_requests=int(get("min_confident_requests", get("min_requests", d.min_confident_requests)
+                                           if "min_requests" in params else d.min_confident_requests)),
+            confidence_z=get("confidence_z", d.confidence_z),
         )
 
 
@@ -176,6 +201,11 @@ class CircuitBreaker:
                 evidence = {**evidence, "fast_requests": fast_requests, "fast_failures": fast_failures}
                 return self._to(BreakerState.OPEN, now_ms, f"failure rate {fast_rate:.0%} over the last "
                                 f"{fast_requests} requests ({c.fast_window_ms / 1000:g} s)", evidence)
+            if requests >= c.min_confident_requests and requests < c.min_requests:
+                lower = wilson_lower(failures, requests, c.confidence_z)
+                if lower >= c.failure_rate_to_open:
+                    return self._to(BreakerState.OPEN, now_ms, f"failure rate {rate:.0%} over {requests} requests "
+                                    f"(at least {lower:.0%} with z={c.confidence_z:g})", evidence)
             if requests < c.min_requests:
                 return None
             if rate >= c.failure_rate_to_open:

@@ -165,7 +165,20 @@ def test_breaker_snapshot_round_trips() -> None:
 
 
 def test_an_unreadable_declared_parameter_falls_back_to_the_default() -> None:
-    assert BreakerConfig.from_params({"error_rate": "lots", "min_requests": "50"}) == BreakerConfig(min_requests=50)
+    assert BreakerConfig.from_params({"error_rate": "lots", "min_requests": "50"}) == BreakerConfig(
+        min_requests=50, min_confident_requests=50)
+
+
+def test_a_starved_route_opens_on_a_confident_failure_rate_but_not_on_a_fluke() -> None:
+    # The router has already moved traffic off the route: far fewer than min_requests reach it.
+    failing, fluky = CircuitBreaker("a", BreakerConfig()), CircuitBreaker("b", BreakerConfig())
+    for i in range(5):
+        failing.observe(T0 + i * 1_000, is_failure=True)
+        fluky.observe(T0 + i * 1_000, is_failure=i < 3)  # 3 of 5: not above 50 % with confidence
+    opened = failing.propose(T0 + 5_000)
+    assert opened is not None and opened.target is BreakerState.OPEN and "5 requests" in opened.reason
+    assert fluky.propose(T0 + 5_000) is None
+    assert CircuitBreaker("c", BreakerConfig()).propose(T0) is None
 
 
 def latency_anomaly(ts_ms: int, severity: str = "critical") -> Anomaly:
