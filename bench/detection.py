@@ -16,6 +16,7 @@ from infra.simulator.detection import DetectingPolicy
 from infra.simulator.environment import Environment, drive
 from infra.simulator.loader import load_scenario
 from infra.simulator.policies import make_policy
+from schemas.records import Severity, SignalKind
 
 
 def run(name: str, seed: int, rate: float, duration_s: float | None = None) -> tuple[DetectingPolicy, dict]:  # type: ignore[type-arg]
@@ -35,10 +36,17 @@ def main() -> None:
     print(f"time to detect, {args.rate:g} req/s, seed {args.seed} (event time, from the incident's true start)")
     for name in ("outage", "drift", "traffic-spike"):
         policy, card = run(name, args.seed, args.rate)
+        pages = [a for a in policy.published if a.kind is SignalKind.ANOMALY and a.severity is not Severity.INFO]
         for incident in card["incidents"]:
             ttd = None if incident["detected_at"] is None else (incident["detected_at"] - incident["start"]) / 1000
             shown = "NOT DETECTED" if ttd is None else f"{ttd:8.1f} s"
-            print(f"  {name:14} {incident['kind']:12} {incident['entity']:14} {shown}")
+            # Which record the scorecard credited, and how many pages came before the incident:
+            # a detection is only worth its name when the healthy stretch before it was quiet.
+            by = next((f"{a.entity} {a.signal} {a.severity}" for a in pages
+                       if a.ts_ms == incident["detected_at"]), "")
+            before = sum(1 for a in pages if a.ts_ms < incident["start"])
+            print(f"  {name:14} {incident['kind']:12} {incident['entity']:14} {shown}  by {by or '-'}; "
+                  f"{before} warnings/criticals before it started")
         if not card["incidents"]:
             print(f"  {name:14} (no incident in the scenario's timeline)")
     policy, card = run("steady", args.seed, args.rate, duration_s=args.steady_hours * 3600)
