@@ -188,15 +188,30 @@ def _engine_worker(bootstrap: str, in_topic: str, out_topic: str, group: str, ru
     go = run_dir / "go"
 
     class Runner(StageRunner):
+        is_paused = False
+
         def _on_assign(self, producer: Any) -> Any:
             inner = super()._on_assign(producer)
 
             def on_assign(consumer: Any, partitions: Any) -> None:
                 inner(consumer, partitions)
+                if not go.exists():
+                    # Measured once the whole group holds its partitions: until then they stay
+                    # paused. Not by blocking here: a member stuck in its rebalance callback never
+                    # rejoins, so the next worker's join would wait for it (the 2-worker hang).
+                    consumer.assign(partitions)
+                    consumer.pause(partitions)
+                    self.is_paused = True
                 (run_dir / f"assigned.{worker_id}").write_text(str(sum(1 for tp in partitions if tp.topic == in_topic)))
-                while not go.exists():  # measured once the whole group holds its partitions
-                    time.sleep(0.01)
             return on_assign
+
+        def _report_lag(self, consumer: Any) -> None:  # called from the runner's loop, between batches
+            if self.is_paused and go.exists():
+                consumer.resume(consumer.assignment())
+                self.is_paused = False
+            super()._report_lag(consumer)
+            if self.is_paused:
+                self._next_lag_s = 0.0  # look for the go file on every turn of the loop
 
     app = BenchApp(group, broker=f"kafka://{bootstrap}", web_enabled=False, datadir=str(run_dir / f"data-{worker_id}"))
     register_engine(app, [Runner(settings, CountForward(in_topic, out_topic), Metrics(), EngineConfig())])  # type: ignore[arg-type]
