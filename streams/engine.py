@@ -1,11 +1,23 @@
 """The batch engine: each stage runs on its own confluent-kafka consumer, one transaction per batch.
 
-Per batch: consume up to ``batch_max`` messages, ``stage.handle`` them, then in
-ONE Kafka transaction produce the outputs, the stage's state changes (to its
-compacted changelog, partition for partition) and the consumed offsets. A
-batch is therefore applied exactly once: after a crash, the next owner of a
-partition restores the state of the last committed batch and resumes at its
-offsets, and consumers reading ``read_committed`` never see a half-done batch.
+Per batch: take what has arrived (up to ``batch_max`` messages, as soon as
+there is one), ``stage.handle`` it, then in ONE Kafka transaction produce the
+outputs, the stage's state changes (to its compacted changelog, partition for
+partition) and the consumed offsets. A batch is therefore applied exactly
+once: after a crash, the next owner of a partition restores the state of the
+last committed batch and resumes at its offsets, and consumers reading
+``read_committed`` never see a half-done batch.
+
+Commits are pipelined: batch N's transaction commits on a helper thread while
+the runner takes and handles batch N+1 (whose transaction begins only once N's
+has committed). That is safe because a failed commit is fatal anyway (the
+in-memory state cannot be un-applied: the worker stops and the next owner
+restores from the changelog), and every rebalance callback first waits for
+the commit in flight, so offsets are never committed for partitions already
+given away. Stages listed in ``EngineConfig.at_least_once_stages`` (stateless
+answers, such as per-request routes) skip the transaction: outputs are
+flushed, then the offsets committed, so a crash can repeat an answer but never
+lose one.
 
 Stages are the same objects the in-memory tests drive; Faust hosts the runners
 (``streams.app``) and owns the worker's lifecycle and signals.
@@ -17,6 +29,7 @@ import logging
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -45,10 +58,28 @@ class EngineConfig:
     poll_timeout_s: float = 0.02
     is_exactly_once: bool = True
     restore_timeout_s: float = 60.0
+    #: Stages whose outputs are stateless answers: at-least-once even under exactly-once
+    #: (a repeated answer for the same request id is harmless; a transaction per answer is not free).
+    at_least_once_stages: frozenset[str] = frozenset({"route"})
+    #: Stages on the latency path (outcomes, route answers): a batch is whatever has arrived.
+    #: The others (policies, incidents, commands: decisions on a scale of seconds) gather
+    #: input for up to ``background_linger_s`` and fetch as rarely, so they commit a few
+    #: large transactions instead of many small ones that would load the broker and hold
+    #: the stage lock while an urgent stage waits.
+    urgent_stages: frozenset[str] = frozenset({"correlate", "route"})
+    background_linger_s: float = 0.1
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "EngineConfig":
         return cls(is_exactly_once=settings.processing_guarantee == "exactly_once")
+
+    def linger_s(self, stage: Stage) -> float:
+        """How long ``stage`` gathers input before a batch (0: as soon as something arrived)."""
+        return 0.0 if stage.name in self.urgent_stages or stage.is_global else self.background_linger_s
+
+    def is_transactional(self, stage: Stage) -> bool:
+        """Whether ``stage``'s batches commit in transactions (exactly-once)."""
+        return self.is_exactly_once and not stage.is_global and stage.name not in self.at_least_once_stages
 
 
 _OFFSET_KEY = b"~offset:"
@@ -94,6 +125,11 @@ class StageRunner:
         self._applied: dict[tuple[str, int], int] = {}
         self._processing = metrics.processing(stage.name)
         self._next_lag_s = 0.0
+        self._is_transactional = config.is_transactional(stage)
+        self._linger_s = config.linger_s(stage)
+        # The transaction of the previous batch, committing while this one is handled.
+        self._committer: ThreadPoolExecutor | None = None
+        self._in_flight: Future[None] | None = None
 
     def start(self) -> None:
         if self.stage.has_state:
@@ -125,7 +161,7 @@ class StageRunner:
     def _run(self) -> None:
         conf = self.settings.kafka_config()
         producer_conf: dict[str, Any] = {**conf, "linger.ms": 2, "enable.idempotence": True}
-        if self.config.is_exactly_once and not self.stage.is_global:
+        if self._is_transactional:
             # Stable across restarts of this worker: the restarted producer fences its dead
             # predecessor and resolves the transaction it left open.
             producer_conf["transactional.id"] = f"{self._group}.{self.settings.worker_id}"
@@ -141,9 +177,10 @@ class StageRunner:
         else:
             consumer.subscribe(list(self.stage.topics), on_assign=self._on_assign(producer),
                                on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"loopwise-{self.stage.name}-commit")
         try:
             while not self._stop.is_set():
-                messages = consumer.consume(self.config.batch_max, self.config.poll_timeout_s)
+                messages = _next_batch(consumer, self.config.batch_max, self.config.poll_timeout_s, self._linger_s)
                 batch = [_raw(m) for m in messages if m.error() is None]
                 for m in messages:
                     if m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF:
@@ -152,8 +189,10 @@ class StageRunner:
                     self._process(batch, producer, consumer)
                 if time.monotonic() >= self._next_lag_s:
                     self._report_lag(consumer)
+            self._await_commit()  # the batch in hand is committed before the group is left
         finally:
             consumer.close()  # leaves the group at once: the partitions move without a session timeout
+            self._committer.shutdown(wait=True)
             producer.flush(10)
 
     def _consumer_conf(self, conf: dict[str, str]) -> dict[str, Any]:
@@ -167,11 +206,13 @@ class StageRunner:
         }
         wait_ms = self.settings.effective_fetch_max_wait_ms
         if wait_ms is not None:
-            out["fetch.wait.max.ms"] = wait_ms
+            # A stage that lingers need not ask the broker more often than it handles batches.
+            out["fetch.wait.max.ms"] = max(wait_ms, int(self._linger_s * 1000))
         return out
 
     def _process(self, batch: Sequence[RawMessage], producer: Producer, consumer: Consumer) -> None:
         started = time.perf_counter()
+        last = batch[-1]  # before the replay filter, which may leave nothing
         offsets: dict[tuple[str, int], int] = {}
         for message in batch:
             offsets[(message.topic, message.partition)] = message.offset + 1
@@ -187,8 +228,12 @@ class StageRunner:
         if self.stage.is_global:
             self._produce(producer, outgoing, changes)
             _flush(producer)
-        elif self.config.is_exactly_once:
-            self._commit_transaction(producer, consumer, outgoing, changes, offsets)
+        elif self._is_transactional:
+            self._await_commit()
+            assert self._committer is not None
+            group = consumer.consumer_group_metadata()
+            self._in_flight = self._committer.submit(self._commit_transaction, producer, group, outgoing, changes,
+                                                     offsets)
         else:
             self._produce(producer, outgoing, changes)
             _flush(producer)
@@ -198,18 +243,24 @@ class StageRunner:
         self._count(outgoing)
         self.batches += 1
         self._processing.observe(time.perf_counter() - started)
-        last = batch[-1]
         if last.timestamp_ms:
             self.metrics.event_latency(last.topic).observe(max(0.0, time.time() - last.timestamp_ms / 1000))
 
-    def _commit_transaction(self, producer: Producer, consumer: Consumer, outgoing: Sequence[Outgoing],
+    def _await_commit(self) -> None:
+        """Wait for the transaction in flight (if any); its failure is this runner's."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.result()
+
+    def _commit_transaction(self, producer: Producer, group: object, outgoing: Sequence[Outgoing],
                             changes: Sequence[tuple[int, bytes, bytes | None]],
                             offsets: dict[tuple[str, int], int]) -> None:
+        """One batch's outputs, state changes and offsets in one transaction (on the committer thread)."""
         try:
             producer.begin_transaction()
             self._produce(producer, outgoing, changes)
             producer.send_offsets_to_transaction(
-                [TopicPartition(t, p, o) for (t, p), o in offsets.items()], consumer.consumer_group_metadata(), 30)
+                [TopicPartition(t, p, o) for (t, p), o in offsets.items()], group, 30)
             _retry(lambda: producer.commit_transaction(30))
         except KafkaException as exc:
             # The in-memory state already holds this batch: it cannot be un-applied, so the
@@ -253,6 +304,7 @@ class StageRunner:
     def _on_assign(self, producer: Producer) -> Callable[[Consumer, list[TopicPartition]], None]:
         def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
             log.info("stage %s assigned %s", self.stage.name, sorted((p.topic, p.partition) for p in partitions))
+            self._await_commit()  # restoring writes a fence with the same transactional producer
             if self._changelog is None:
                 return
             for partition in sorted({p.partition for p in partitions}):
@@ -260,6 +312,9 @@ class StageRunner:
         return on_assign
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # The batch in flight commits while these partitions are still ours (its offsets carry
+        # this generation), before the state of the partitions is dropped.
+        self._await_commit()
         for partition in sorted({p.partition for p in partitions}):
             self.stage.forget(partition)
         for tp in partitions:
@@ -269,7 +324,7 @@ class StageRunner:
         """Every record of one changelog partition, up to a fence written now (robust to odd watermarks)."""
         assert self._changelog is not None
         fence = uuid.uuid4().hex.encode()
-        if self.config.is_exactly_once:
+        if self._is_transactional:
             producer.begin_transaction()
             producer.produce(self._changelog, key=_FENCE_KEY, value=fence, partition=partition)
             producer.commit_transaction(30)
@@ -303,6 +358,22 @@ class StageRunner:
                     records.append((key, message.value()))
         finally:
             reader.close()
+
+
+def _next_batch(consumer: Consumer, batch_max: int, timeout_s: float, linger_s: float) -> list[Message]:
+    """The next batch: up to ``batch_max`` messages, as soon as one has arrived (at most ``timeout_s``).
+
+    ``consume(n, timeout)`` waits for all ``n`` or the whole timeout, which at a low
+    load would add the timeout to every hop; ``poll`` returns on the first message.
+    Under load the batch grows by itself: what arrives while one batch is handled
+    is the next batch. With ``linger_s``, whatever arrives within it is one batch.
+    """
+    if linger_s:
+        return consumer.consume(batch_max, linger_s)
+    first = consumer.poll(timeout_s)
+    if first is None:
+        return []
+    return [first, *consumer.consume(batch_max - 1, 0)]
 
 
 def _produce_one(producer: Producer, topic: str, key: bytes | None, value: bytes | None, partition: int | None) -> None:
