@@ -177,7 +177,7 @@ class Stage:
 
 class CorrelateStage(Stage):
     """requests + feedback → outcomes (provisional at once, final when the window closes);
-    requests → anomalies per route and workflow (latency, error rate, cost).
+    requests → anomalies per route and workflow (latency, error rate, cost); final outcomes → quality anomalies.
 
     Correlation state is per partition (requests and feedback share the key, so a
     request and its feedback always meet in one partition). The detectors see all
@@ -194,7 +194,7 @@ class CorrelateStage(Stage):
         super().__init__(env)
         self.correlators: dict[int, OutcomeCorrelator] = {}
         self._touched: set[int] = set()
-        self.detectors = DetectorBank()
+        self.detectors = DetectorBank.for_requests()
         self.throttle = AnomalyThrottle()
 
     def _correlator(self, partition: int) -> OutcomeCorrelator:
@@ -226,10 +226,11 @@ class CorrelateStage(Stage):
         return True
 
     def after_batch(self) -> list[Outgoing]:
-        out = []
+        out: list[Outgoing] = []
         for partition in self._touched:
             for outcome in self.correlators[partition].advance():
                 out.append(self.env.encode("outcomes", outcome.request_id, outcome))
+                self.env.anomalies(self.detectors.observe_outcome(outcome), self.throttle, out)
         return out
 
     def state_changes(self) -> list[tuple[int, bytes, bytes | None]]:
@@ -279,7 +280,7 @@ class ObserveStage(Stage):
 
     def __init__(self, env: StageEnv) -> None:
         super().__init__(env)
-        self.detectors = DetectorBank()
+        self.detectors = DetectorBank.for_metrics()
         self.throttle = AnomalyThrottle()
 
     def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:

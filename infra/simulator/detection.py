@@ -16,9 +16,12 @@ from typing import Sequence
 
 from infra.simulator.protocols import Action, Choice, Detection, Policy
 from processors.anomaly import DetectorBank
-from processors.drift import DriftMonitor
+from processors.correlation import OutcomeCorrelator
+from processors.workflows import WorkflowRegistry
 from processors.throttle import AnomalyThrottle
-from schemas.records import Anomaly, MetricEvent, RequestEvent, RouteRequest, Severity, SignalKind, WorkflowDefinition
+from schemas.records import (
+    Anomaly, FeedbackEvent, MetricEvent, RequestEvent, RouteRequest, Severity, SignalKind, WorkflowDefinition,
+)
 
 
 class DetectingPolicy:
@@ -28,9 +31,12 @@ class DetectingPolicy:
         self.inner = inner
         self.name = inner.name
         self.impl = f"{getattr(inner, 'impl', inner.name)} + detectors"
-        self.requests = DetectorBank(drift=DriftMonitor())
-        self.metrics = DetectorBank()
+        self.requests = DetectorBank.for_requests()
+        self.metrics = DetectorBank.for_metrics()
         self.throttle = AnomalyThrottle()
+        # The correlate stage's outcomes, for the quality detectors (final outcomes carry quality).
+        self.registry = WorkflowRegistry()
+        self.correlator = OutcomeCorrelator(self.registry)
         self.counts: Counter[tuple[str, str]] = Counter()  # (kind, severity) of published anomalies
         self.published: list[Anomaly] = []
 
@@ -41,15 +47,27 @@ class DetectingPolicy:
         actions = list(self.inner.observe(records))
         for record in records:
             if isinstance(record, RequestEvent):
+                self.correlator.on_request(record)
                 found = self.requests.observe_request(record)
             elif isinstance(record, MetricEvent):
                 one = self.metrics.observe_metric(record)
                 found = ([] if one is None else [one]) + self.metrics.take_drift()
+            elif isinstance(record, FeedbackEvent):
+                self.correlator.on_feedback(record)
+                continue
+            elif isinstance(record, WorkflowDefinition):
+                self.registry.update(record)
+                continue
             else:
                 continue
-            for anomaly in self.throttle.filter(found):
-                self.counts[(str(anomaly.kind), str(anomaly.severity))] += 1
-                self.published.append(anomaly)
-                if anomaly.kind is SignalKind.ANOMALY and anomaly.severity is not Severity.INFO:
-                    actions.append(Detection(anomaly.entity, anomaly.ts_ms))
+            self._publish(found, actions)
+        for outcome in self.correlator.advance():
+            self._publish(self.requests.observe_outcome(outcome), actions)
         return actions
+
+    def _publish(self, found: list[Anomaly], actions: list[Action]) -> None:
+        for anomaly in self.throttle.filter(found):
+            self.counts[(str(anomaly.kind), str(anomaly.severity))] += 1
+            self.published.append(anomaly)
+            if anomaly.kind is SignalKind.ANOMALY and anomaly.severity is not Severity.INFO:
+                actions.append(Detection(anomaly.entity, anomaly.ts_ms))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
@@ -9,20 +10,25 @@ from typing import Any
 
 from models.window import LogQuantile
 from processors.anomaly.detectors import VERSION, Direction, SeriesDetector
-from processors.anomaly.windows import RequestWindow
+from processors.anomaly.windows import MeanWindow, RequestWindow
 from processors.drift import DriftMonitor
-from schemas.records import Anomaly, MetricEvent, RequestEvent, Severity, SignalKind, Status
+from schemas.records import Anomaly, MetricEvent, Outcome, RequestEvent, Severity, SignalKind, Status
 
 ERROR_RATE_ALPHA = 0.1  # ~ the last 20 requests: short enough to see an outage within seconds
 # Only rises of these signals hurt anyone; a route getting faster is not an incident.
 UPWARD_SIGNALS = frozenset({"latency_ms", "error_rate", "cost_usd"})
 # One error moves the short-window rate by ERROR_RATE_ALPHA; a lone error must stay below z = 2.
-MIN_SCALES = {"error_rate": 0.05}
+MIN_SCALES = {"error_rate": 0.05, "quality": 0.02}
 # Judged per closed window of requests, by entity kind (cost per request is a route's price).
 WINDOWED_SIGNALS = {"route": ("latency_ms", "cost_usd"), "workflow": ("latency_ms",)}
 # Also judged for slow degradation. Not cost per request: it follows the task mix the
 # router sends, and the trend paged on such shifts of a steady route (bench/detection.py).
 TREND_SIGNALS = frozenset({"latency_ms"})
+# Only falls of these signals hurt anyone.
+DOWNWARD_SIGNALS = frozenset({"quality"})
+# Quality comes with final outcomes (feedback, minutes late, for some requests only): judged per
+# window of at least QUALITY_MIN_N scores over QUALITY_WINDOW_MS, after QUALITY_WARMUP windows.
+QUALITY_WINDOW_MS, QUALITY_MIN_N, QUALITY_WARMUP = 60_000, 30, 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +102,20 @@ class DetectorBank:
         self._series: dict[tuple[str, str], _Series] = {}
         self._error_rates: dict[str, float] = {}
         self._windows: dict[str, RequestWindow] = {}
+        self._quality: dict[str, MeanWindow] = {}
+        self._flagged: dict[str, None] = {}  # metric series whose last sample was anomalous
         self._drifts: list[Anomaly] = []
+
+    @classmethod
+    def for_requests(cls) -> "DetectorBank":
+        """The bank of routes and workflows (with its drift monitor): one constructor for the
+        ``correlate`` stage and the simulator's offline detection, so both run the same code."""
+        return cls(drift=DriftMonitor())
+
+    @classmethod
+    def for_metrics(cls) -> "DetectorBank":
+        """The bank of metric sources × names (the ``observe`` stage and offline detection)."""
+        return cls()
 
     def __len__(self) -> int:
         return len(self._series)
@@ -167,6 +186,28 @@ class DetectorBank:
                                              window_start_ms=summary.start_ms))
         return [a for a in found if a is not None] + self.take_drift()
 
+    def observe_outcome(self, outcome: Outcome) -> list[Anomaly]:
+        """Quality of the route and the workflow, from final outcomes that carry one (mean per window).
+
+        Quality is known only once feedback came in (the final outcome), for some
+        requests, minutes late: a window's mean over many scores is what moves
+        when a route gets worse, not one unhappy user.
+        """
+        if not outcome.is_final or outcome.quality is None or not outcome.route:
+            return []
+        found: list[Anomaly | None] = []
+        for entity, kind in ((outcome.route, "route"), (outcome.workflow, "workflow")):
+            key = f"{kind}:{entity}"
+            window = self._quality.get(key)
+            if window is None:
+                window = self._quality[key] = MeanWindow(QUALITY_WINDOW_MS, QUALITY_MIN_N)
+            closed = window.add(outcome.request_ts_ms, outcome.quality)
+            if closed is not None:
+                start_ms, end_ms, mean = closed
+                series = self._get(entity, kind, "quality", QUALITY_WARMUP)
+                found.append(self._judge(series, entity, "quality", end_ms, mean, window_start_ms=start_ms))
+        return [a for a in found if a is not None] + self.take_drift()
+
     def _window(self, key: str) -> RequestWindow:
         window = self._windows.get(key)
         if window is None:
@@ -179,14 +220,29 @@ class DetectorBank:
         return drifts
 
     def observe_metric(self, event: MetricEvent) -> Anomaly | None:
-        """One metric sample: entity = source, signal = metric name."""
-        return self.observe(event.source, "metric_source", event.name, event.ts_ms, event.value)
+        """One metric sample: entity = source, signal = metric name.
+
+        A metric is a sample, not a window: one odd sample (a queue that was briefly
+        long) is said as ``info``; warning and critical need the sample before to
+        have been anomalous too (Alertmanager's ``for:`` of two samples).
+        """
+        found = self.observe(event.source, "metric_source", event.name, event.ts_ms, event.value)
+        key = f"{event.source}\x1f{event.name}"
+        was_flagged = key in self._flagged
+        if found is None:
+            self._flagged.pop(key, None)
+            return None
+        self._flagged[key] = None
+        if not was_flagged and found.severity is not Severity.INFO:
+            return dataclasses.replace(found, severity=Severity.INFO)
+        return found
 
     def _get(self, entity: str, entity_kind: str, signal: str, warmup: int, has_trend: bool = False) -> _Series:
         key = (entity, signal)
         series = self._series.get(key)
         if series is None:
-            direction: Direction = "up" if signal in UPWARD_SIGNALS else "both"
+            direction: Direction = ("up" if signal in UPWARD_SIGNALS else
+                                    "down" if signal in DOWNWARD_SIGNALS else "both")
             detector = SeriesDetector(window=self.window, warmup=warmup, direction=direction,
                                       min_scale=MIN_SCALES.get(signal, 0.0), has_trend=has_trend)
             series = _Series(entity_kind, detector, LogQuantile(self.policy.tau, 0.05))
@@ -215,6 +271,8 @@ class DetectorBank:
                        for (e, s), v in self._series.items()],
             "error_rates": dict(self._error_rates),
             "windows": {k: w.snapshot() for k, w in self._windows.items()},
+            "quality_windows": {k: w.snapshot() for k, w in self._quality.items()},
+            "flagged": list(self._flagged),
             "drift": self.drift.snapshot() if self.drift is not None else None,
         }
 
@@ -230,6 +288,8 @@ class DetectorBank:
             self._series[(item["entity"], item["signal"])] = series
         self._error_rates = {k: float(v) for k, v in state["error_rates"].items()}
         self._windows = {k: RequestWindow.restore(w) for k, w in state["windows"].items()}
+        self._quality = {k: MeanWindow.restore(w) for k, w in state.get("quality_windows", {}).items()}
+        self._flagged = dict.fromkeys(state.get("flagged", []))
         if self.drift is not None and state.get("drift") is not None:
             self.drift.restore(state["drift"])
 

@@ -99,3 +99,50 @@ class RequestWindow:
         w._start_ms = None if state["start_ms"] is None else int(state["start_ms"])
         w._end_ms = None if state["end_ms"] is None else int(state["end_ms"])
         return w
+
+
+class MeanWindow:
+    """The open window of one entity's quality scores (sparse and late: they come with final outcomes).
+
+    Closes when it holds ``min_n`` values spanning ``window_ms`` of event time; its value is their mean.
+
+    >>> w = MeanWindow(window_ms=1_000, min_n=3)
+    >>> [w.add(ts, q) for ts, q in ((0, 0.8), (500, 0.9), (900, 0.7))]
+    [None, None, None]
+    >>> start, end, mean = w.add(1_100, 0.6)
+    >>> start, end, round(mean, 3)
+    (0, 1100, 0.75)
+    """
+
+    __slots__ = ("window_ms", "min_n", "_sum", "_n", "_start_ms")
+
+    def __init__(self, window_ms: int = 60_000, min_n: int = 30) -> None:
+        self.window_ms, self.min_n = window_ms, min_n
+        self._sum, self._n = 0.0, 0
+        self._start_ms: int | None = None
+
+    def add(self, ts_ms: int, value: float) -> tuple[int, int, float] | None:
+        """Add one value; (start, end, mean) of the window when this value closes it."""
+        if not math.isfinite(value):
+            return None
+        self._start_ms = ts_ms if self._start_ms is None else min(self._start_ms, ts_ms)
+        self._sum += value
+        self._n += 1
+        if self._n < self.min_n or ts_ms - self._start_ms < self.window_ms:
+            return None
+        out = (self._start_ms, ts_ms, self._sum / self._n)
+        self._sum, self._n, self._start_ms = 0.0, 0, None
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-able state of the open window."""
+        return {"window_ms": self.window_ms, "min_n": self.min_n, "sum": self._sum, "n": self._n,
+                "start_ms": self._start_ms}
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> MeanWindow:
+        """Rebuild an open window from :meth:`snapshot`."""
+        w = cls(int(state["window_ms"]), int(state["min_n"]))
+        w._sum, w._n = float(state["sum"]), int(state["n"])
+        w._start_ms = None if state["start_ms"] is None else int(state["start_ms"])
+        return w

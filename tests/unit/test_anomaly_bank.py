@@ -145,3 +145,52 @@ def test_slow_latency_ramp_is_a_latency_anomaly_and_a_drift_record() -> None:
     assert T0 + 600_000 < min(a.ts_ms for a in hits) < T0 + 1_000_000
     drifts = [a for a in found if a.kind == SignalKind.DRIFT and a.signal == "latency_ms"]
     assert drifts and min(a.ts_ms for a in drifts) > T0 + 600_000
+
+
+def _final(i: int, ts_ms: int, quality: float | None, route: str = "gpt-large", is_final: bool = True) -> "Outcome":
+    from schemas.records import Outcome, Status
+
+    return Outcome(f"q{i}", ts_ms + 300_000, ts_ms, "support-bot", "v1", route, "seg", Status.OK, 800.0, 0.002,
+                   0.5, 0.5, 0.1, 0.05, 0.0, is_final, 1, quality)
+
+
+def test_route_quality_is_judged_per_window_of_final_outcomes_and_pages_on_a_drop() -> None:
+    import random
+
+    rng = random.Random(3)
+    bank = DetectorBank.for_requests()
+    t0, found = 1_700_000_000_000, []
+    # 60 min of healthy quality (0.85 ± 0.1 per rated request, 2 a second), then 0.65 for 5 min.
+    for i in range(2 * 3600):
+        found += bank.observe_outcome(_final(i, t0 + i * 500, min(1.0, max(0.0, rng.gauss(0.85, 0.1)))))
+    assert [a for a in found if a.signal == "quality"] == []
+    for i in range(2 * 3600, 2 * 3900):
+        found += bank.observe_outcome(_final(i, t0 + i * 500, min(1.0, max(0.0, rng.gauss(0.65, 0.1)))))
+    drops = [a for a in found if a.signal == "quality" and a.kind.value == "anomaly"]
+    assert {a.entity for a in drops} == {"gpt-large", "support-bot"}
+    assert all(a.severity.value in ("warning", "critical") for a in drops if a.ts_ms > min(d.ts_ms for d in drops))
+    first = min(a.ts_ms for a in drops)
+    assert first - (t0 + 3600 * 1000) <= 130_000  # within two quality windows of the drop
+    assert all(a.value < a.expected_low for a in drops)
+
+
+def test_quality_ignores_provisional_outcomes_and_unrated_ones() -> None:
+    bank = DetectorBank.for_requests()
+    t0 = 1_700_000_000_000
+    for i in range(5_000):
+        assert bank.observe_outcome(_final(i, t0 + i * 500, 0.1, is_final=False)) == []
+        assert bank.observe_outcome(_final(i, t0 + i * 500, None)) == []
+    assert len(bank) == 0
+
+
+def test_a_metric_pages_only_when_two_samples_in_a_row_are_anomalous() -> None:
+    bank = DetectorBank(warmup=20)
+    t0 = 1_700_000_000_000
+    sample = lambda i, v: bank.observe_metric(MetricEvent("gw", t0 + i * 10_000, "queue_depth", v))  # noqa: E731
+    assert [a for i in range(200) if (a := sample(i, 10.0 + (i % 5))) is not None] == []
+    blip = sample(200, 90.0)
+    assert blip is not None and blip.severity is Severity.INFO  # one odd sample: said, not paged
+    assert sample(201, 11.0) is None
+    first, second = sample(202, 95.0), sample(203, 96.0)
+    assert first is not None and first.severity is Severity.INFO
+    assert second is not None and second.severity is Severity.CRITICAL

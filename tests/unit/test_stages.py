@@ -82,8 +82,12 @@ def test_correlate_stage_flags_an_error_burst_once_per_series() -> None:
     found = [decode(o, Anomaly) for o in stage.handle(burst) if o.topic == "p.anomalies"]
     error_rate = [(a.entity, a.severity) for a in found if a.signal == "error_rate"]
     assert {entity for entity, _ in error_rate} == {"gpt-large", "support-bot"}
+    rank = {"info": 0, "warning": 1, "critical": 2}
     for entity in ("gpt-large", "support-bot"):
-        assert 1 <= sum(1 for name, _ in error_rate if name == entity) <= 2  # throttled: start, maybe escalation
+        # Throttled: the start, then each rise in severity once (info → warning → critical at most).
+        seen = [rank[str(severity)] for name, severity in error_rate if name == entity]
+        assert 1 <= len(seen) <= 3 and seen == sorted(set(seen)), seen
+        assert seen[-1] == rank["critical"]  # 50 errors in a row on a healthy route
 
 
 def test_incident_stage_groups_anomalies_and_resolves_in_event_time() -> None:
