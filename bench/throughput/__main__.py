@@ -21,7 +21,7 @@ from typing import Any, Callable
 from bench.throughput.harness import REPO, BenchError, Result, on_fresh_topics, progress
 
 BENCHES = ("raw_ceiling", "faust_idiomatic", "quix", "loopwise_standard", "processors_inprocess", "loopwise_full",
-           "latency", "scale", "memory")
+           "latency", "route_latency", "latency_floor", "scale", "memory")
 PARTITIONS = 4
 
 
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _figure(name: str) -> str:
-    return {"latency": "latency", "scale": "scale_2_workers", "memory": "rss_mb_per_100k_entities",
+    return {"latency": "latency", "route_latency": "route_latency", "latency_floor": "latency_floor",
+            "scale": "scale_2_workers", "memory": "rss_mb_per_100k_entities",
             "raw_ceiling": "raw_ceiling_eps"}.get(name, f"{name}_eps")
 
 
@@ -183,9 +184,43 @@ def _latency(args: argparse.Namespace, report: Any, log_dir: Path, context: dict
     with EmbeddedBroker() as broker:
         found = run_latency(broker.bootstrap_servers, records, rates, args.latency_s, "benchlat", log_dir)
     for rate, cut in found.items():
-        report.latency_ms[str(int(rate))] = {
-            "p50": round(cut.p50_ms, 2), "p95": round(cut.p95_ms, 2), "p99": round(cut.p99_ms, 2),
-            "achieved_eps": round(cut.achieved_eps, 1), "requests": cut.requests, "missing": cut.missing}
+        report.latency_ms[str(int(rate))] = _cut(cut)
+
+
+def _cut(found: Any) -> dict[str, float]:
+    return {"p50": round(found.p50_ms, 2), "p95": round(found.p95_ms, 2), "p99": round(found.p99_ms, 2),
+            "achieved_eps": round(found.achieved_eps, 1), "requests": found.requests, "missing": found.missing}
+
+
+def _route_latency(args: argparse.Namespace, report: Any, log_dir: Path, context: dict[str, Any]) -> None:
+    from bench.throughput.latency import run_route_latency
+    from infra.broker import EmbeddedBroker
+
+    records = _sim_records(args, context, 1)
+    with EmbeddedBroker() as broker:
+        found = run_route_latency(broker.bootstrap_servers, records, 1000.0, args.latency_s, unique_name("benchroute"),
+                                  log_dir)
+    report.route_latency_ms["1000"] = _cut(found)
+
+
+def _floor(args: argparse.Namespace, report: Any, log_dir: Path, context: dict[str, Any]) -> None:
+    from bench.throughput.floor import run_floor
+    from infra.broker import EmbeddedBroker
+    from infra.settings import Settings
+
+    records = _sim_records(args, context, 1)
+    wait_ms = Settings(bootstrap_servers="x:1", is_embedded=True).effective_fetch_max_wait_ms or 10
+    for mode, rates in (("eos", (1000.0, 5000.0)), ("alo", (1000.0,))):
+        with EmbeddedBroker() as broker:
+            found = run_floor(broker.bootstrap_servers, records, rates, args.latency_s, mode, wait_ms, log_dir)
+        for rate, cut in found.items():
+            report.floor_ms[f"{mode}@{int(rate)}"] = _cut(cut)
+
+
+def unique_name(prefix: str) -> str:
+    from bench.throughput.harness import unique
+
+    return unique(prefix)
 
 
 def _scale(args: argparse.Namespace, report: Any, log_dir: Path, context: dict[str, Any]) -> None:
@@ -214,7 +249,8 @@ def _memory(args: argparse.Namespace, report: Any, log_dir: Path, context: dict[
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, Any, Path, dict[str, Any]], None]] = {
     "raw_ceiling": _raw, "faust_idiomatic": _faust, "quix": _quix, "loopwise_standard": _standard,
-    "processors_inprocess": _inprocess, "loopwise_full": _full, "latency": _latency, "scale": _scale,
+    "processors_inprocess": _inprocess, "loopwise_full": _full, "latency": _latency,
+    "route_latency": _route_latency, "latency_floor": _floor, "scale": _scale,
     "memory": _memory,
 }
 

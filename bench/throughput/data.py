@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import orjson
 
@@ -84,3 +84,23 @@ def make_sim_records(n: int, seed: int = 1, scenario: str = "steady", rate: floa
     if len(out) < n:
         raise RuntimeError(f"the {scenario} scenario gave {len(out)} records, fewer than the {n} asked")
     return out[:n]
+
+
+def make_route_requests(records: Sequence[SimRecord], n: int) -> list[SimRecord]:
+    """``n`` route requests (``lw.route.requests``) for the workflows and contexts of ``records``' requests.
+
+    Request ids are fresh (``rr-…``): each asks for a route before its request is made.
+    """
+    from schemas.records import RequestEvent, RouteRequest
+    from schemas.serde import json_codec
+
+    requests, routes = json_codec(RequestEvent), json_codec(RouteRequest)
+    seen = [requests.decode(r.value) for r in records if r.kind == "RequestEvent"][:n]
+    if not seen:
+        raise ValueError("no requests to model route requests on")
+    out: list[SimRecord] = []
+    for i in range(n):
+        base = seen[i % len(seen)]
+        request = RouteRequest(f"rr-{i:07d}", base.ts_ms, base.workflow, base.context)
+        out.append(SimRecord("route.requests", request.request_id.encode(), routes.encode(request), "RouteRequest"))
+    return out

@@ -5,7 +5,13 @@ count toward it) and reads ``outcomes`` in between, so both times come from
 the same clock. A request's latency is from its ``produce`` call to the poll
 that returns its outcome (matched by key = ``request_id``); the reader's
 fetch wait (5 ms: the embedded broker never wakes a waiting fetch) is part of
-it, as it would be for any consumer of loopwise's decisions.
+it, as it would be for any consumer of loopwise's decisions, and so is the
+producer's linger (librdkafka's default, 5 ms: on the embedded broker every
+fetch scans a partition's record batches, so one-message batches would cost
+every reader of the topic).
+
+``run_route_latency`` does the same for route requests and their answers
+(``route.requests`` → ``route.decisions``), after the same warm-up.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from confluent_kafka import Consumer, Producer
 
@@ -25,6 +32,11 @@ from infra.settings import Settings
 
 WARMUP_RECORDS = 300
 DRAIN_S = 15.0
+PRODUCER_LINGER_MS = 5
+
+
+class Stoppable(Protocol):
+    def why_stopped(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +69,8 @@ def run_latency(bootstrap: str, records: Sequence[SimRecord], rates: Sequence[fl
             try:
                 consumer.assign(all_partitions(consumer, settings.topic("outcomes"), time.monotonic() + 15))
                 _warm_up(settings, warm, consumer, worker)
-                out[rate] = _paced(settings.bootstrap_servers or "", settings.topic, paced, rate, consumer, worker)
+                out[rate] = paced_latency(settings.bootstrap_servers or "", settings.topic, paced, rate, consumer,
+                                          worker.child)
             finally:
                 consumer.close()
         finally:
@@ -82,9 +95,39 @@ def _warm_up(settings: Settings, warm: Sequence[SimRecord], consumer: Consumer, 
         pass
 
 
-def _paced(bootstrap: str, topic_of: Callable[[str], str], paced: Sequence[SimRecord], rate: float, consumer: Consumer,
-           worker: FullWorker) -> Latency:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+def run_route_latency(bootstrap: str, records: Sequence[SimRecord], rate: float, duration_s: float, name: str,
+                      log_dir: Path) -> Latency:
+    """Route requests at ``rate`` for ``duration_s`` through a fresh worker: produce → answer readable."""
+    from bench.throughput.data import make_route_requests
+
+    settings = full_settings(bootstrap, name)
+    apply(settings)
+    worker = FullWorker(settings, log_dir / f"{settings.app_id}.log")
+    try:
+        warm = records[:WARMUP_RECORDS]
+        consumer = Consumer(watcher_config(bootstrap))
+        try:
+            consumer.assign(all_partitions(consumer, settings.topic("outcomes"), time.monotonic() + 15))
+            _warm_up(settings, warm, consumer, worker)  # workflows known, some outcomes learned
+            consumer.unassign()
+            consumer.assign(all_partitions(consumer, settings.topic("route.decisions"), time.monotonic() + 15))
+            requests = make_route_requests(records, int(rate * duration_s) + 50)
+            _warm_up(settings, requests[:50], consumer, worker)  # the route stage's group joined
+            found = paced_latency(bootstrap, settings.topic, requests[50:], rate, consumer, worker.child,
+                                  tracked="RouteRequest")
+        finally:
+            consumer.close()
+    finally:
+        worker.stop()
+    progress(f"  route latency at {rate:g}/s: p50 {found.p50_ms:.1f} ms, p99 {found.p99_ms:.1f} ms "
+             f"({found.requests} requests, {found.missing} unanswered)")
+    return found
+
+
+def paced_latency(bootstrap: str, topic_of: Callable[[str], str], paced: Sequence[SimRecord], rate: float,
+                  consumer: Consumer, process: Stoppable, tracked: str = "RequestEvent") -> Latency:
+    """Produce ``paced`` at ``rate``; latency of each ``tracked`` record until its key shows up in ``consumer``."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": PRODUCER_LINGER_MS})
     sent: dict[bytes, float] = {}
     answered: dict[bytes, float] = {}
     topics = {r.logical: topic_of(r.logical) for r in paced}
@@ -94,15 +137,15 @@ def _paced(bootstrap: str, topic_of: Callable[[str], str], paced: Sequence[SimRe
         due = min(len(paced), int((time.perf_counter() - started) * rate) + 1)
         for record in paced[done:due]:
             producer.produce(topics[record.logical], record.value, record.key)
-            if record.kind == "RequestEvent":
+            if record.kind == tracked:
                 sent[record.key] = time.perf_counter()
         done = due
         producer.poll(0)
         _collect(consumer, sent, answered, timeout_s=0.001)
         if time.monotonic() >= next_check:
             next_check = time.monotonic() + 1
-            if worker.child.why_stopped():
-                raise BenchError(f"latency: the worker stopped: {worker.child.why_stopped()}")
+            if process.why_stopped():
+                raise BenchError(f"latency: the pipeline stopped: {process.why_stopped()}")
     achieved = len(paced) / (time.perf_counter() - started)
     producer.flush(10)
     deadline = time.monotonic() + DRAIN_S
