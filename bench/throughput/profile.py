@@ -47,6 +47,9 @@ def summarise(raw: str, top: int = 30) -> str:
             continue
         n, frames = int(count), stack.split(";")
         total += n
+        if not stack.isprintable():  # a torn sample (read while the stack changed): counted, not named
+            own["(torn sample)"] += n
+            continue
         threads[frames[0]] += n
         own[frames[-1]] += n
         for frame in set(frames[1:]):
