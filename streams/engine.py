@@ -187,6 +187,8 @@ class StageRunner:
                         raise KafkaException(m.error())
                 if batch:
                     self._process(batch, producer, consumer)
+                elif self._in_flight is not None and self._in_flight.done():
+                    self._await_commit()  # when idle too, a failed commit stops the runner at once
                 if time.monotonic() >= self._next_lag_s:
                     self._report_lag(consumer)
             self._await_commit()  # the batch in hand is committed before the group is left
