@@ -237,8 +237,8 @@ class CorrelateStage(Stage):
         changes: list[tuple[int, bytes, bytes | None]] = []
         for partition in sorted(self._touched):
             correlator = self.correlators[partition]
-            for request_id, state in correlator.drain_changes():
-                changes.append((partition, b"r:" + request_id.encode(), None if state is None else orjson.dumps(state)))
+            for request_id, encoded in correlator.drain_encoded():
+                changes.append((partition, b"r:" + request_id.encode(), encoded))
             changes.append((partition, _WATERMARK_KEY, orjson.dumps(correlator.clock())))
         self._touched.clear()
         return changes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from processors.correlation import FeedbackVerdict, OutcomeCorrelator, combined_quality, feedback_quality
@@ -136,8 +137,6 @@ def test_explicit_feedback_outweighs_implicit() -> None:
 
 
 def test_restored_correlator_decides_exactly_as_the_original() -> None:
-    import orjson
-
     registry = WorkflowRegistry()
     original, copy = OutcomeCorrelator(registry), OutcomeCorrelator(registry)
     events = [make_request("r1", ts_ms=T0), make_feedback("r2", ts_ms=T0 + 1, kind="rating", value=4),
@@ -163,3 +162,19 @@ def test_events_older_than_a_window_behind_the_watermark_are_too_late(correlator
     correlator.on_request(make_request("r1", ts_ms=T0 + 2 * HOUR_MS))
     assert correlator.is_too_late(T0 + HOUR_MS, "support-bot")
     assert not correlator.is_too_late(T0 + HOUR_MS + 1, "support-bot")
+
+
+def test_the_encoded_state_log_is_the_json_of_drain_changes() -> None:
+    # The stage writes drain_encoded() (orjson on the records); restores read it with load().
+    registry = WorkflowRegistry()
+    a, b = OutcomeCorrelator(registry), OutcomeCorrelator(registry)
+    events = [make_request("r1", ts_ms=T0), make_feedback("r2", ts_ms=T0 + 1, kind="rating", value=4),
+              make_request("r2", ts_ms=T0 + 2), make_feedback("r1", ts_ms=T0 + 3, kind="thumbs", value=0),
+              make_request("r3", ts_ms=T0 + HOUR_MS)]
+    for c in (a, b):
+        for event in events:
+            c.on_request(event) if hasattr(event, "route") else c.on_feedback(event)
+        c.advance()
+    plain = [(rid, None if st is None else orjson.loads(orjson.dumps(st))) for rid, st in a.drain_changes()]
+    encoded = [(rid, None if raw is None else orjson.loads(raw)) for rid, raw in b.drain_encoded()]
+    assert encoded == plain and len(plain) == 3 and b.drain_encoded() == []
