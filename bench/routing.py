@@ -53,7 +53,8 @@ BASELINES = ["random", "round-robin", "static-best", "cost-first", "least-latenc
 RUNS: dict[str, tuple[float | None, float, float | None]] = {
     "steady": (None, 20.0, 0.95), "drift": (None, 20.0, 0.95), "outage": (None, 20.0, 0.90),
     "price-change": (None, 20.0, 0.90), "traffic-spike": (None, 20.0, 0.90), "budget-squeeze": (1200.0, 200.0, None),
-    "privacy-mix": (1200.0, 20.0, None),
+    "privacy-mix": (1200.0, 20.0, None), "canary-good": (None, 20.0, None), "canary-bad": (None, 20.0, None),
+    "experiment-aa": (None, 20.0, None), "experiment-lift": (None, 20.0, None), "day": (None, 20.0, None),
 }
 
 

@@ -34,6 +34,12 @@ MODEL = "loopwise-router v1"
 _MAX_ROUTES = 16
 
 
+def load_key(workflow: str, route: str) -> str:
+    """The load meter's key: a route's ``capacity_rps`` is declared per workflow (its quota there),
+    so the planned rate it is held to is that workflow's traffic on it."""
+    return f"{workflow}\x1f{route}"
+
+
 @dataclass(frozen=True, slots=True)
 class RouterConfig:
     """How the router learns, explores and publishes (defaults measured with ``bench/routing.py``).
@@ -232,7 +238,7 @@ class Router:
             if circuits.is_open(name, now_ms):
                 continue
             cap = wf.specs[name].capacity_rps
-            if cap is not None and self.load.rate(name, now_ms) >= headroom * cap:
+            if cap is not None and self.load.rate(load_key(request.workflow, name), now_ms) >= headroom * cap:
                 full.append(name)
                 continue
             names.append(name)
@@ -243,7 +249,8 @@ class Router:
                 return RouteDecision(request.request_id, now_ms, request.workflow, seg.segment, "", 0.0, seg.version,
                                      "no route: every route excluded by privacy, capability or an open circuit")
             # Everything is planned full: the least-loaded route sheds the least.
-            names = [min(full, key=lambda n: self.load.rate(n, now_ms) / (wf.specs[n].capacity_rps or 1.0))]
+            names = [min(full, key=lambda n: self.load.rate(load_key(request.workflow, n), now_ms)
+                         / (wf.specs[n].capacity_rps or 1.0))]
             weights, reason = [1.0], "every route at capacity: least loaded"
         elif full:
             # Thompson's next pick when the best is full is the runner-up, not the floors:
@@ -263,7 +270,7 @@ class Router:
                 pick = i
                 break
         route = names[pick]
-        self.load.add(route, now_ms)
+        self.load.add(load_key(request.workflow, route), now_ms)
         return RouteDecision(request.request_id, now_ms, request.workflow, seg.segment, route, weights[pick] / total,
                              seg.version, reason)
 
@@ -396,7 +403,7 @@ class Router:
             return
         # Callers on a clock behind the last one (a watermark vs request time) restart it, never rewind.
         wf.priced_ms = now_ms
-        rates = {name: self.load.rate(name, now_ms) for name in wf.specs}
+        rates = {name: self.load.rate(load_key(wf.definition.workflow, name), now_ms) for name in wf.specs}
         step_capacity_prices(wf.prices, rates, wf.specs, self._capacity_target(wf), self.config.price_step,
                              min(max(elapsed_ms, 0), 10_000) / 1000.0)
 
