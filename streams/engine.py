@@ -192,6 +192,13 @@ class StageRunner:
                 if time.monotonic() >= self._next_lag_s:
                     self._report_lag(consumer)
             self._await_commit()  # the batch in hand is committed before the group is left
+            if not self._is_transactional and not self.stage.is_global and self.positions:
+                # At-least-once stages commit asynchronously: the last positions, once more, synchronously.
+                try:
+                    consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in self.positions.items()],
+                                    asynchronous=False)
+                except KafkaException as exc:  # at least once: the next owner replays from the last commit
+                    log.warning("stage %s: final offset commit failed: %s", self.stage.name, exc)
         finally:
             consumer.close()  # leaves the group at once: the partitions move without a session timeout
             self._committer.shutdown(wait=True)
@@ -239,7 +246,9 @@ class StageRunner:
         else:
             self._produce(producer, outgoing, changes)
             _flush(producer)
-            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+            # The outputs are acknowledged before the offsets are sent: at-least-once holds without
+            # waiting for the commit's round trip before the next batch (a lost commit replays a batch).
+            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True)
         for key, offset in offsets.items():
             self.positions[key] = offset
         self._count(outgoing)
@@ -321,6 +330,7 @@ class StageRunner:
             self.stage.forget(partition)
         for tp in partitions:
             self._applied.pop((tp.topic, tp.partition), None)
+            self.positions.pop((tp.topic, tp.partition), None)
 
     def _read_changelog(self, producer: Producer, partition: int) -> list[tuple[bytes, bytes | None]]:
         """Every record of one changelog partition, up to a fence written now (robust to odd watermarks)."""
