@@ -24,6 +24,9 @@ WINDOWED_SIGNALS = {"route": ("latency_ms", "cost_usd"), "workflow": ("latency_m
 # Also judged for slow degradation. Not cost per request: it follows the task mix the
 # router sends, and the trend paged on such shifts of a steady route (bench/detection.py).
 TREND_SIGNALS = frozenset({"latency_ms"})
+# Warm-up is counted in values AND in event time: 60 requests of a busy route arrive in
+# under a second, which is not a history (a cold start's first-second 429s would page).
+MIN_WARM_SPAN_MS = 30_000
 # Only falls of these signals hurt anyone.
 DOWNWARD_SIGNALS = frozenset({"quality"})
 # Quality comes with final outcomes (feedback, minutes late, for some requests only): judged per
@@ -60,11 +63,12 @@ class SeverityPolicy:
 class _Series:
     """State of one (entity, signal): detector, score quantile, timing for the evidence window."""
 
-    __slots__ = ("kind", "detector", "scores", "last_ts_ms", "dt_ms")
+    __slots__ = ("kind", "detector", "scores", "last_ts_ms", "dt_ms", "first_ts_ms")
 
     def __init__(self, kind: str, detector: SeriesDetector, scores: LogQuantile) -> None:
         self.kind, self.detector, self.scores = kind, detector, scores
         self.last_ts_ms: int | None = None
+        self.first_ts_ms: int | None = None
         self.dt_ms = 0.0  # EW inter-arrival time, to state the window without storing timestamps
 
 
@@ -136,7 +140,9 @@ class DetectorBank:
         scored = detector.step(value, ts_ms) if is_learning else detector.score(value, ts_ms)
         if is_learning:
             self._advance_clock(series, ts_ms)
-        if not scored.is_warm or not math.isfinite(value):
+        if series.first_ts_ms is None or ts_ms < series.first_ts_ms:
+            series.first_ts_ms = ts_ms
+        if not scored.is_warm or not math.isfinite(value) or ts_ms - series.first_ts_ms < MIN_WARM_SPAN_MS:
             return None
         quantile = series.scores.value
         if is_learning:
@@ -267,7 +273,8 @@ class DetectorBank:
             "version": VERSION, "window": self.window, "warmup": self.warmup,
             "request_window_ms": self.request_window_ms, "window_warmup": self.window_warmup,
             "series": [{"entity": e, "signal": s, "kind": v.kind, "detector": v.detector.snapshot(),
-                        "scores": v.scores.snapshot(), "last_ts_ms": v.last_ts_ms, "dt_ms": v.dt_ms}
+                        "scores": v.scores.snapshot(), "last_ts_ms": v.last_ts_ms, "dt_ms": v.dt_ms,
+                        "first_ts_ms": v.first_ts_ms}
                        for (e, s), v in self._series.items()],
             "error_rates": dict(self._error_rates),
             "windows": {k: w.snapshot() for k, w in self._windows.items()},
@@ -285,6 +292,7 @@ class DetectorBank:
             series = _Series(item["kind"], SeriesDetector.restore(item["detector"]),
                              LogQuantile.restore(item["scores"]))
             series.last_ts_ms, series.dt_ms = item["last_ts_ms"], float(item["dt_ms"])
+            series.first_ts_ms = item.get("first_ts_ms")
             self._series[(item["entity"], item["signal"])] = series
         self._error_rates = {k: float(v) for k, v in state["error_rates"].items()}
         self._windows = {k: RequestWindow.restore(w) for k, w in state["windows"].items()}

@@ -194,3 +194,20 @@ def test_a_metric_pages_only_when_two_samples_in_a_row_are_anomalous() -> None:
     first, second = sample(202, 95.0), sample(203, 96.0)
     assert first is not None and first.severity is Severity.INFO
     assert second is not None and second.severity is Severity.CRITICAL
+
+
+def test_warm_up_needs_event_time_not_only_values() -> None:
+    # A busy route's first second: 100 requests, most failing (a cold start's overload), pages nobody.
+    from tests.factories import make_request
+
+    t0 = 1_700_000_000_000
+    bank = DetectorBank.for_requests()
+    burst = [make_request(f"c{i}", ts_ms=t0 + i * 10, status=Status.ERROR if i % 3 else Status.OK)
+             for i in range(100)]
+    assert [a for r in burst for a in bank.observe_request(r) if a.severity is not Severity.INFO] == []
+    # The same failure after a minute of healthy history does page.
+    warm = DetectorBank.for_requests()
+    for i in range(600):
+        warm.observe_request(make_request(f"w{i}", ts_ms=t0 + i * 100))
+    late = [make_request(f"l{i}", ts_ms=t0 + 60_000 + i * 10, status=Status.ERROR) for i in range(100)]
+    assert any(a.severity is Severity.CRITICAL for r in late for a in warm.observe_request(r))
