@@ -222,16 +222,8 @@ class OutcomeCorrelator:
         ``to_dict``), about 3x cheaper than building the dicts first: this state log
         is written for every request and feedback, so it is on the hot path.
         """
-        out: list[tuple[str, bytes | None]] = []
-        for request_id in sorted(self._dirty):
-            pending = self._pending.get(request_id)
-            if pending is not None:
-                state: dict[str, Any] | None = {"request": pending.request, "feedback": list(pending.feedback.values()),
-                                                "deadline_ms": pending.deadline_ms}
-            else:
-                closed_ms = self._closed.get(request_id)
-                state = None if closed_ms is None else {"closed_ms": closed_ms}
-            out.append((request_id, None if state is None else orjson.dumps(state)))
+        out = [(request_id, None if (state := self._records_of(request_id)) is None else orjson.dumps(state))
+               for request_id in sorted(self._dirty)]
         self._dirty.clear()
         return out
 
@@ -249,16 +241,22 @@ class OutcomeCorrelator:
         pending = self._pending[request_id] = _Pending(request, feedback, int(state["deadline_ms"]))
         heapq.heappush(self._deadlines, (pending.deadline_ms, request_id))
 
-    def _state_of(self, request_id: str) -> dict[str, Any] | None:
+    def _records_of(self, request_id: str) -> dict[str, Any] | None:
+        """One request's durable state, its request and feedback still as records (None: forget it)."""
         pending = self._pending.get(request_id)
         if pending is not None:
-            return {
-                "request": None if pending.request is None else _REQUEST.to_dict(pending.request),
-                "feedback": [_FEEDBACK.to_dict(f) for f in pending.feedback.values()],
-                "deadline_ms": pending.deadline_ms,
-            }
+            return {"request": pending.request, "feedback": list(pending.feedback.values()),
+                    "deadline_ms": pending.deadline_ms}
         closed_ms = self._closed.get(request_id)
         return None if closed_ms is None else {"closed_ms": closed_ms}
+
+    def _state_of(self, request_id: str) -> dict[str, Any] | None:
+        state = self._records_of(request_id)
+        if state is None or "closed_ms" in state:
+            return state
+        request = state["request"]
+        return {"request": None if request is None else _REQUEST.to_dict(request),
+                "feedback": [_FEEDBACK.to_dict(f) for f in state["feedback"]], "deadline_ms": state["deadline_ms"]}
 
     def _outcome(self, pending: _Pending, request: RequestEvent, *, is_final: bool, ts_ms: int) -> Outcome:
         quality = combined_quality(pending.feedback.values())

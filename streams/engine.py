@@ -195,7 +195,7 @@ class StageRunner:
             if not self._is_transactional and not self.stage.is_global and self.positions:
                 # At-least-once stages commit asynchronously: the last positions, once more, synchronously.
                 try:
-                    consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in self.positions.items()],
+                    consumer.commit(offsets=_partitions(self.positions),
                                     asynchronous=False)
                 except KafkaException as exc:  # at least once: the next owner replays from the last commit
                     log.warning("stage %s: final offset commit failed: %s", self.stage.name, exc)
@@ -248,7 +248,7 @@ class StageRunner:
             _flush(producer)
             # The outputs are acknowledged before the offsets are sent: at-least-once holds without
             # waiting for the commit's round trip before the next batch (a lost commit replays a batch).
-            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True)
+            consumer.commit(offsets=_partitions(offsets), asynchronous=True)
         for key, offset in offsets.items():
             self.positions[key] = offset
         self._count(outgoing)
@@ -271,7 +271,7 @@ class StageRunner:
             producer.begin_transaction()
             self._produce(producer, outgoing, changes)
             producer.send_offsets_to_transaction(
-                [TopicPartition(t, p, o) for (t, p), o in offsets.items()], group, 30)
+                _partitions(offsets), group, 30)
             _retry(lambda: producer.commit_transaction(30))
         except KafkaException as exc:
             # The in-memory state already holds this batch: it cannot be un-applied, so the
@@ -370,6 +370,11 @@ class StageRunner:
                     records.append((key, message.value()))
         finally:
             reader.close()
+
+
+def _partitions(offsets: dict[tuple[str, int], int]) -> list[TopicPartition]:
+    """Offsets by (topic, partition) as confluent-kafka's ``TopicPartition`` list."""
+    return [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
 
 
 def _next_batch(consumer: Consumer, batch_max: int, timeout_s: float, linger_s: float) -> list[Message]:

@@ -66,7 +66,7 @@ class BudgetPacer:
             return 0.0
         spent = self._spent * 0.5 ** (max(now_ms - self._ts_ms, 0) / self.half_life_ms)
         coverage = 1.0 - 0.5 ** (max(now_ms - self._first_ms, 1_000) / self.half_life_ms)
-        return float(spent * math.log(2) / (self.half_life_ms / 3_600_000.0) / coverage)
+        return float(spent * math.log(2) / (self.half_life_ms / _HOUR_MS) / coverage)
 
     def allowed_per_hour(self, now_ms: int) -> float:
         """The spend rate that brings this hour's spend back to ``target`` of its pro-rata budget within ``horizon_ms``.
@@ -74,8 +74,9 @@ class BudgetPacer:
         Pacing on the hour's spend so far (not only the recent rate) pays back an early
         overrun, so the hour ends within budget wherever it is cut.
         """
-        elapsed_ms = now_ms - self._hour * _HOUR_MS if now_ms // _HOUR_MS == self._hour else 0.0
-        spent = self._hour_spent if now_ms // _HOUR_MS == self._hour else 0.0
+        is_this_hour = now_ms // _HOUR_MS == self._hour
+        elapsed_ms = now_ms - self._hour * _HOUR_MS if is_this_hour else 0
+        spent = self._hour_spent if is_this_hour else 0.0
         budget_by = self.target * self.budget_usd_per_hour * (elapsed_ms + self.horizon_ms) / _HOUR_MS
         return max(0.0, budget_by - spent) / (self.horizon_ms / _HOUR_MS)
 

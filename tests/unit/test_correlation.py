@@ -136,15 +136,20 @@ def test_explicit_feedback_outweighs_implicit() -> None:
     assert combined_quality([]) is None
 
 
-def test_restored_correlator_decides_exactly_as_the_original() -> None:
-    registry = WorkflowRegistry()
-    original, copy = OutcomeCorrelator(registry), OutcomeCorrelator(registry)
+def _fed(correlator: OutcomeCorrelator) -> OutcomeCorrelator:
+    """``correlator`` after feedback before, after and without its request, and one request left open."""
     events = [make_request("r1", ts_ms=T0), make_feedback("r2", ts_ms=T0 + 1, kind="rating", value=4),
               make_request("r2", ts_ms=T0 + 2), make_feedback("r1", ts_ms=T0 + 3, kind="thumbs", value=0),
               make_request("r3", ts_ms=T0 + HOUR_MS)]
     for event in events:
-        original.on_request(event) if hasattr(event, "route") else original.on_feedback(event)
-    original.advance()
+        correlator.on_request(event) if hasattr(event, "route") else correlator.on_feedback(event)
+    correlator.advance()
+    return correlator
+
+
+def test_restored_correlator_decides_exactly_as_the_original() -> None:
+    registry = WorkflowRegistry()
+    original, copy = _fed(OutcomeCorrelator(registry)), OutcomeCorrelator(registry)
     for request_id, state in original.drain_changes():  # through JSON, as the changelog carries it
         copy.load(request_id, None if state is None else orjson.loads(orjson.dumps(state)))
     copy.load_clock(orjson.loads(orjson.dumps(original.clock())))
@@ -167,14 +172,7 @@ def test_events_older_than_a_window_behind_the_watermark_are_too_late(correlator
 def test_the_encoded_state_log_is_the_json_of_drain_changes() -> None:
     # The stage writes drain_encoded() (orjson on the records); restores read it with load().
     registry = WorkflowRegistry()
-    a, b = OutcomeCorrelator(registry), OutcomeCorrelator(registry)
-    events = [make_request("r1", ts_ms=T0), make_feedback("r2", ts_ms=T0 + 1, kind="rating", value=4),
-              make_request("r2", ts_ms=T0 + 2), make_feedback("r1", ts_ms=T0 + 3, kind="thumbs", value=0),
-              make_request("r3", ts_ms=T0 + HOUR_MS)]
-    for c in (a, b):
-        for event in events:
-            c.on_request(event) if hasattr(event, "route") else c.on_feedback(event)
-        c.advance()
+    a, b = _fed(OutcomeCorrelator(registry)), _fed(OutcomeCorrelator(registry))
     plain = [(rid, None if st is None else orjson.loads(orjson.dumps(st))) for rid, st in a.drain_changes()]
     encoded = [(rid, None if raw is None else orjson.loads(raw)) for rid, raw in b.drain_encoded()]
     assert encoded == plain and len(plain) == 3 and b.drain_encoded() == []
