@@ -100,7 +100,21 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     detect = _command(sub, "detect", "score a CSV series (timestamp,value on stdin) for anomalies", _run_detect)
     if command == "detect":
         _extend(detect, "infra.detect", "add_detect_arguments")
+    for module in _COMMAND_MODULES:
+        _extend_commands(sub, module)
     return parser
+
+
+#: Modules that add subcommands of one capability: each has ``register(sub, command)``, where
+#: ``command(sub, name, help, run)`` adds one (as ``_command`` does). They import their heavy
+#: dependencies inside their ``run`` functions, so every command starts fast.
+_COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _extend_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", module: str) -> None:
+    import importlib
+
+    importlib.import_module(module).register(sub, _command)
 
 
 def _command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help_: str,
