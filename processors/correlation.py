@@ -13,13 +13,14 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import orjson
 
 from processors.reward import reward
+from processors.scores import score_quality, scores_of
 from processors.workflows import WorkflowRegistry
-from schemas.records import FeedbackEvent, FeedbackKind, Outcome, RequestEvent, Status
+from schemas.records import FeedbackEvent, FeedbackKind, Outcome, RequestEvent, ScoreSpec, Status
 from schemas.serde import json_codec
 
 _REQUEST = json_codec(RequestEvent)
@@ -32,7 +33,7 @@ NEUTRAL_QUALITY = 0.5
 _KIND_WEIGHT = {
     FeedbackKind.THUMBS: 1.0, FeedbackKind.RATING: 1.0, FeedbackKind.NPS: 1.0,
     FeedbackKind.TASK_COMPLETED: 0.7, FeedbackKind.DELETE: 0.7,
-    FeedbackKind.EDIT: 0.4, FeedbackKind.DWELL: 0.3,
+    FeedbackKind.EDIT: 0.4, FeedbackKind.DWELL: 0.3, FeedbackKind.SCORE: 0.0,  # a score weighs what its spec says
 }
 
 
@@ -58,17 +59,65 @@ def feedback_quality(kind: FeedbackKind, value: float) -> float:
         return 0.0
     if kind is FeedbackKind.EDIT:
         return _clip(1.0 - value)
+    if kind is FeedbackKind.SCORE:
+        return _clip(value)  # without its declared range (see ``combined_quality``), a score is read as 0–1
     return _clip(value / 30.0)  # dwell
 
 
-def combined_quality(feedback: Iterable[FeedbackEvent]) -> float | None:
-    """Weighted mean of the feedback's quality estimates; None without feedback."""
+def combined_quality(feedback: Iterable[FeedbackEvent], scores: Mapping[str, ScoreSpec] | None = None) -> float | None:
+    """Weighted mean of the feedback's quality estimates; None without feedback that counts.
+
+    Named scores count by their declared weight over their declared range; a
+    score ``scores`` does not declare counts for nothing.
+
+    >>> from schemas.records import ScoreSpec
+    >>> judge = ScoreSpec("judge", low=0.0, high=10.0, weight=1.0)
+    >>> combined_quality([FeedbackEvent("f1", "r1", 0, FeedbackKind.THUMBS, 1.0),
+    ...                   FeedbackEvent("f2", "r1", 0, FeedbackKind.SCORE, 5.0, name="judge")], {"judge": judge})
+    0.75
+    """
     total = weight = 0.0
     for item in feedback:
+        if item.kind is FeedbackKind.SCORE:
+            spec = (scores or {}).get(item.name or "")
+            if spec is None or spec.weight <= 0:
+                continue
+            total += spec.weight * score_quality(spec, item.value)
+            weight += spec.weight
+            continue
         w = _KIND_WEIGHT[item.kind]
         total += w * feedback_quality(item.kind, item.value)
         weight += w
     return total / weight if weight else None
+
+
+#: Which ``Outcome`` field carries the newest feedback of each kind (satisfaction KPIs read them).
+_OUTCOME_FIELD = {
+    FeedbackKind.THUMBS: "thumbs", FeedbackKind.RATING: "rating", FeedbackKind.NPS: "nps",
+    FeedbackKind.TASK_COMPLETED: "task_completed", FeedbackKind.EDIT: "edited", FeedbackKind.DELETE: "deleted",
+    FeedbackKind.DWELL: "dwell_s",
+}
+
+
+def feedback_fields(feedback: Iterable[FeedbackEvent]) -> dict[str, float]:
+    """The newest value of each kind of feedback, by ``Outcome`` field (thumbs 1/0, delete 1).
+
+    >>> from tests.factories import make_feedback
+    >>> feedback_fields([make_feedback("r", ts_ms=1, kind="thumbs", value=-1), make_feedback("r", ts_ms=2, kind="delete", value=0)])
+    {'thumbs': 0.0, 'deleted': 1.0}
+    """
+    fields: dict[str, tuple[int, float]] = {}
+    for item in feedback:
+        name = _OUTCOME_FIELD.get(item.kind)
+        if name is None or (name in fields and fields[name][0] > item.ts_ms):
+            continue
+        value = float(item.value)
+        if item.kind is FeedbackKind.DELETE:
+            value = 1.0
+        elif item.kind in (FeedbackKind.THUMBS, FeedbackKind.TASK_COMPLETED):
+            value = 1.0 if item.value > 0 else 0.0
+        fields[name] = (item.ts_ms, value)
+    return {name: value for name, (_ts, value) in fields.items()}
 
 
 class FeedbackVerdict(StrEnum):
@@ -259,7 +308,7 @@ class OutcomeCorrelator:
                 "feedback": [_FEEDBACK.to_dict(f) for f in state["feedback"]], "deadline_ms": state["deadline_ms"]}
 
     def _outcome(self, pending: _Pending, request: RequestEvent, *, is_final: bool, ts_ms: int) -> Outcome:
-        quality = combined_quality(pending.feedback.values())
+        quality = combined_quality(pending.feedback.values(), scores_of(self._registry.get(request.workflow)))
         is_error = request.status is not Status.OK
         parts = reward(
             NEUTRAL_QUALITY if quality is None else quality,
@@ -274,6 +323,7 @@ class OutcomeCorrelator:
             reward=parts.total, reward_quality=parts.quality, reward_latency=parts.latency,
             reward_cost=parts.cost, reward_error=parts.error, is_final=is_final,
             feedback_count=len(pending.feedback), quality=quality, variant=request.variant,
+            tenant=request.context.tenant, task=request.context.task, **feedback_fields(pending.feedback.values()),
         )
 
 

@@ -133,6 +133,7 @@ class RequestEvent:
     error_message: str | None = None
 
 
+    prompt_fingerprint: str | None = None
 @dataclass(frozen=True, slots=True)
 class FeedbackEvent:
     """User feedback on one request (``lw.feedback``); may arrive late, early or twice."""
@@ -324,6 +325,15 @@ class Anomaly:
     score: float
     severity: Severity
     value: float
+    tenant: str | None = None
+    task: str | None = None
+    thumbs: float | None = None
+    rating: float | None = None
+    nps: float | None = None
+    task_completed: float | None = None
+    edited: float | None = None
+    deleted: float | None = None
+    dwell_s: float | None = None
     expected_low: float
     expected_high: float
     window_start_ms: int
@@ -480,3 +490,5 @@ class DeadLetter:
     reason: str
     ts_ms: int
     key: bytes | None = None
+    evidence: Mapping[str, str] = field(default_factory=dict)
+    recommendation: str | None = None
