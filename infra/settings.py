@@ -77,6 +77,13 @@ class Settings:
     is_remediation_dry_run: bool = False
     stages: tuple[str, ...] = ()
     is_embedded: bool = False
+    #: The Parquet lake (``lake`` stage, ``loopwise lake``): a URL (s3://…, gs://…) or a local folder.
+    lake_url: str | None = None
+    lake_retention_days: float = 30.0
+    lake_compact_interval_s: float = 60.0
+    #: The notification receivers (``notify`` stage): a YAML file; secrets it names are read from the env.
+    receivers_file: Path | None = None
+    receiver_secrets: Mapping[str, Secret] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -114,6 +121,12 @@ class Settings:
             processing_guarantee=(get("LOOPWISE_PROCESSING_GUARANTEE") or "exactly_once").lower(),
             is_remediation_dry_run=_bool(env, "LOOPWISE_REMEDIATION_DRY_RUN"),
             stages=tuple(x.strip() for x in (get("LOOPWISE_STAGES") or "").split(",") if x.strip()),
+            lake_url=get("LOOPWISE_LAKE_URL") or get("LOOPWISE_LAKE_DIR"),
+            lake_retention_days=_float(env, "LOOPWISE_LAKE_RETENTION_DAYS", 30.0, minimum=0.0),
+            lake_compact_interval_s=_float(env, "LOOPWISE_LAKE_COMPACT_INTERVAL_S", 60.0, minimum=0.0),
+            receivers_file=Path(get("LOOPWISE_RECEIVERS_FILE")) if get("LOOPWISE_RECEIVERS_FILE") else None,
+            receiver_secrets={name: Secret(value) for name, value in env.items()
+                              if name.startswith("LOOPWISE_RECEIVER_") and value},
         )
         settings.validate()
         return settings
@@ -171,6 +184,11 @@ class Settings:
         if self.ssl_ca_location:
             conf["ssl.ca.location"] = self.ssl_ca_location
         return conf
+
+    @property
+    def lake_location(self) -> str:
+        """Where the lake lives: ``LOOPWISE_LAKE_URL`` / ``LOOPWISE_LAKE_DIR``, else ``<data dir>/lake``."""
+        return self.lake_url or str(self.data_dir / "lake")
 
     def topic(self, name: str) -> str:
         """The full topic name of a logical name (``requests`` → ``lw.requests``)."""

@@ -43,6 +43,13 @@ class Metrics:
             "loopwise_consumer_lag", "Messages not yet processed, per topic and partition.",
             ["topic", "partition"], registry=reg,
         )
+        self._lake_records = Counter("loopwise_lake_records_total", "Records written to the Parquet lake, per topic.",
+                                     ["topic"], registry=reg)
+        self._lake_files = Counter(
+            "loopwise_lake_files_total",
+            "Lake files by action: written, compacted (merged away), discarded (uncommitted, rewritten on replay).",
+            ["action"], registry=reg,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, family: Any, *labels: str) -> Any:
@@ -66,6 +73,12 @@ class Metrics:
 
     def event_latency(self, topic: str) -> Any:
         return self._child(self._event_latency, topic)
+
+    def lake_records(self, topic: str) -> Any:
+        return self._child(self._lake_records, topic)
+
+    def lake_files(self, action: str) -> Any:
+        return self._child(self._lake_files, action)
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         self._child(self._lag, topic, str(partition)).set(lag)

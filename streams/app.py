@@ -94,8 +94,8 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
 
 def select_stages(names: tuple[str, ...]) -> list[type[Stage]]:
     """The stages this worker runs: all by default, else those named (``LOOPWISE_STAGES``)."""
-    if not names:
-        return list(STAGES)
+    if not names:  # all but the opt-in ones (e.g. the lake: it writes files)
+        return [stage for stage in STAGES if not getattr(stage, "is_opt_in", False)]
     known = {stage.name: stage for stage in STAGES}
     unknown = [n for n in names if n not in known]
     if unknown:

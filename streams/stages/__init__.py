@@ -8,14 +8,15 @@ stages of one capability. ``STAGES`` is the list a worker picks from
 from __future__ import annotations
 
 from streams.stages.base import DEDUP_FIELDS, Outgoing, Stage, StageEnv, wall_clock_ms
+from streams.stages.lake import LakeStage
 from streams.stages.core import (
     CorrelateStage, IncidentStage, LearnStage, ObserveStage, RemediateStage, RouteStage, WorkflowStage,
 )
 
 STAGES: tuple[type[Stage], ...] = (WorkflowStage, CorrelateStage, ObserveStage, IncidentStage, RemediateStage,
-                                   LearnStage, RouteStage)
+                                   LearnStage, RouteStage, LakeStage)
 
 __all__ = [
-    "DEDUP_FIELDS", "STAGES", "CorrelateStage", "IncidentStage", "LearnStage", "ObserveStage", "Outgoing",
+    "DEDUP_FIELDS", "STAGES", "CorrelateStage", "IncidentStage", "LakeStage", "LearnStage", "ObserveStage", "Outgoing",
     "RemediateStage", "RouteStage", "Stage", "StageEnv", "WorkflowStage", "wall_clock_ms",
 ]
