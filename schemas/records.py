@@ -41,7 +41,7 @@ PRIVACY_RANK: Mapping[PrivacyLevel, int] = {
 
 
 class FeedbackKind(StrEnum):
-    """Explicit (thumbs, rating, nps) and implicit (the rest) user feedback."""
+    """Explicit (thumbs, rating, nps), implicit (edit, delete, dwell, task_completed) and named scores (score)."""
 
     THUMBS = "thumbs"
     RATING = "rating"
@@ -50,6 +50,8 @@ class FeedbackKind(StrEnum):
     DWELL = "dwell"
     TASK_COMPLETED = "task_completed"
     NPS = "nps"
+    #: A named score (``FeedbackEvent.name``) the workflow declares in ``WorkflowDefinition.scores``.
+    SCORE = "score"
 
 
 class LogLevel(StrEnum):
@@ -144,6 +146,7 @@ class FeedbackEvent:
     kind: FeedbackKind
     value: float
     workflow: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +240,17 @@ class ActionSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ScoreSpec:
+    """A named score feedback may carry (kind score), its range and how it enters the reward."""
+
+    name: str
+    low: float = 0.0
+    high: float = 1.0
+    weight: float = 1.0
+    is_higher_better: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowDefinition:
     """A versioned workflow definition (``lw.workflows``, compacted by workflow)."""
 
@@ -254,6 +268,7 @@ class WorkflowDefinition:
     rollout: RolloutPlan | None = None
     remediation: tuple[ActionSpec, ...] = ()
     feedback_window_s: float = 3600.0
+    scores: tuple[ScoreSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from processors.correlation import FeedbackVerdict, OutcomeCorrelator
 from processors.experiments import ExperimentEngine, unit_of
 from processors.incidents import IncidentCorrelator
 from processors.remediation import Remediator, RemediatorConfig, as_insight
+from processors.scores import check_score
 from processors.throttle import AnomalyThrottle
 from schemas.records import (
     Anomaly, Command, FeedbackEvent, LogEvent, MetricEvent, Outcome, RequestEvent, RouteRequest, WorkflowDefinition,
@@ -64,6 +65,9 @@ class CorrelateStage(Stage):
             self.env.anomalies(self.detectors.observe_request(record), self.throttle, out)
             return True
         assert isinstance(record, FeedbackEvent)
+        refused = check_score(record, self.env.registry.get(record.workflow) if record.workflow else None)
+        if refused is not None:
+            return self.reject(message, *refused, out)
         verdict = correlator.on_feedback(record)
         if verdict is FeedbackVerdict.LATE:
             return self.reject(message, "too_late",
