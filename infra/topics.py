@@ -59,6 +59,13 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("commands.scaling", "target", "Command", Role.OUTPUT, retention_ms=30 * DAY_MS),
     TopicSpec("commands.jobs", "target", "Command", Role.OUTPUT, retention_ms=30 * DAY_MS),
     TopicSpec("rollouts", "workflow", "RolloutStep", Role.OUTPUT, retention_ms=30 * DAY_MS),
+    # The newest step of each workflow's rollout is its split (version -> share): what routers follow.
+    TopicSpec("rollouts.splits", "workflow", "RolloutStep", Role.OUTPUT, is_compacted=True),
+    # Operators' signed pause/resume/promote/abort; one partition, like the repartition topic it is read with.
+    TopicSpec("rollouts.control", "workflow", "Command", Role.INPUT, partitions=1, retention_ms=30 * DAY_MS),
+    # Outcomes of workflows with a rollout plan, keyed by workflow: one partition, so one worker's
+    # rollout stage sees every request of a workflow (and its control commands, co-assigned by range).
+    TopicSpec("repartition.rollout", "workflow", "Outcome", Role.INTERNAL, partitions=1, retention_ms=DAY_MS),
     TopicSpec("insights", "subject", "Insight", Role.OUTPUT, retention_ms=30 * DAY_MS),
     TopicSpec("dlq", "source topic", "DeadLetter", Role.INTERNAL, retention_ms=30 * DAY_MS),
 )

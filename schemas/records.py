@@ -229,6 +229,7 @@ class RolloutPlan:
     steps: tuple[float, ...] = (0.05, 0.25, 0.5, 1.0)
     step_duration_s: float = 600.0
     max_regression: float = 0.05
+    sticky_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +413,7 @@ class RouteDecision:
     policy_version: int
     reason: str
     variant: str | None = None
+    workflow_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,6 +480,7 @@ class RolloutStep:
     verdict: RolloutVerdict
     reason: str
     evidence: str
+    baseline_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
