@@ -62,10 +62,15 @@ class Settings:
     app_id: str = "loopwise"
     schema_registry_url: str | None = None
     max_event_bytes: int = 256 * 1024
+    #: How far ahead of the wall clock an event may be stamped (0: no check, e.g. accelerated replays).
+    max_clock_skew_s: float = 300.0
     metrics_port: int = 9464
+    metrics_host: str = "127.0.0.1"
     partitions: int = 4
     replication_factor: int = 1
     session_timeout_s: float = 6.0
+    #: Wall-clock seconds after which a quiet input stops holding event-time clocks back (0: never).
+    idle_timeout_s: float = 30.0
     fetch_max_wait_ms: int | None = None
     broker_port: int = 0
     data_dir: Path = Path(".loopwise")
@@ -84,6 +89,21 @@ class Settings:
     #: The notification receivers (``notify`` stage): a YAML file; secrets it names are read from the env.
     receivers_file: Path | None = None
     receiver_secrets: Mapping[str, Secret] = field(default_factory=dict)
+    #: Capacity (``forecast``, ``scale``, ``schedule`` stages): provisioning lead time, utilisation aimed at,
+    #: cost of one replica-hour and the most extra capacity may cost; job price schedule (JSON) and its time zone.
+    scaling_lead_s: float = 300.0
+    scaling_target_utilisation: float = 0.75
+    scaling_replica_cost_usd_per_hour: float = 1.0
+    scaling_max_extra_usd_per_hour: float | None = None
+    job_prices: str | None = None
+    job_price_timezone: str = "UTC"
+    risky_actions: tuple[str, ...] = ()
+    approval_window_s: float = 900.0
+    approval_key: Secret = field(default_factory=lambda: Secret(""))
+    operator: str | None = None
+    console_host: str = "127.0.0.1"
+    console_port: int = 8765
+    console_token: Secret = field(default_factory=lambda: Secret(""))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -107,10 +127,13 @@ class Settings:
             app_id=get("LOOPWISE_APP_ID") or "loopwise",
             schema_registry_url=get("LOOPWISE_SCHEMA_REGISTRY_URL"),
             max_event_bytes=_int(env, "LOOPWISE_MAX_EVENT_BYTES", 256 * 1024, minimum=64),
+            max_clock_skew_s=_float(env, "LOOPWISE_MAX_CLOCK_SKEW_S", 300.0, minimum=0.0),
             metrics_port=_int(env, "LOOPWISE_METRICS_PORT", 9464, minimum=0),
+            metrics_host=get("LOOPWISE_METRICS_HOST") or "127.0.0.1",
             partitions=_int(env, "LOOPWISE_PARTITIONS", 4, minimum=1),
             replication_factor=_int(env, "LOOPWISE_REPLICATION_FACTOR", 1, minimum=1),
             session_timeout_s=_float(env, "LOOPWISE_SESSION_TIMEOUT_S", 6.0, minimum=1.0),
+            idle_timeout_s=_float(env, "LOOPWISE_IDLE_TIMEOUT_S", 30.0, minimum=0.0),
             fetch_max_wait_ms=_optional_int(env, "LOOPWISE_FETCH_MAX_WAIT_MS"),
             broker_port=_int(env, "LOOPWISE_BROKER_PORT", 0, minimum=0),
             data_dir=Path(get("LOOPWISE_DATA_DIR") or ".loopwise"),
@@ -127,6 +150,21 @@ class Settings:
             receivers_file=Path(get("LOOPWISE_RECEIVERS_FILE")) if get("LOOPWISE_RECEIVERS_FILE") else None,
             receiver_secrets={name: Secret(value) for name, value in env.items()
                               if name.startswith("LOOPWISE_RECEIVER_") and value},
+            scaling_lead_s=_float(env, "LOOPWISE_SCALING_LEAD_S", 300.0, minimum=0.0),
+            scaling_target_utilisation=_float(env, "LOOPWISE_SCALING_TARGET_UTILISATION", 0.75, minimum=0.05),
+            scaling_replica_cost_usd_per_hour=_float(env, "LOOPWISE_SCALING_REPLICA_COST_USD_PER_HOUR", 1.0,
+                                                     minimum=0.0),
+            scaling_max_extra_usd_per_hour=(_float(env, "LOOPWISE_SCALING_MAX_EXTRA_USD_PER_HOUR", 0.0, minimum=0.0)
+                                            if get("LOOPWISE_SCALING_MAX_EXTRA_USD_PER_HOUR") else None),
+            job_prices=get("LOOPWISE_JOB_PRICES"),
+            job_price_timezone=get("LOOPWISE_JOB_PRICE_TIMEZONE") or "UTC",
+            risky_actions=tuple(x.strip() for x in (get("LOOPWISE_RISKY_ACTIONS") or "").split(",") if x.strip()),
+            approval_window_s=_float(env, "LOOPWISE_APPROVAL_WINDOW_S", 900.0, minimum=1.0),
+            approval_key=Secret(env.get("LOOPWISE_APPROVAL_KEY") or ""),
+            operator=get("LOOPWISE_OPERATOR"),
+            console_host=get("LOOPWISE_CONSOLE_HOST") or "127.0.0.1",
+            console_port=_int(env, "LOOPWISE_CONSOLE_PORT", 8765, minimum=0),
+            console_token=Secret(env.get("LOOPWISE_CONSOLE_TOKEN") or ""),
         )
         settings.validate()
         return settings
@@ -145,6 +183,9 @@ class Settings:
                               f"expected one of {_GUARANTEES}")
         if self.mode == "production" and not self.signing_key:
             raise ConfigError("LOOPWISE_MODE=production needs LOOPWISE_SIGNING_KEY: commands must be signed")
+        if self.console_host not in ("127.0.0.1", "localhost", "::1") and not self.console_token:
+            raise ConfigError(f"LOOPWISE_CONSOLE_HOST={self.console_host} needs LOOPWISE_CONSOLE_TOKEN: "
+                              "the console is reachable from elsewhere")
         if self.mode == "production" and self.signing_key and len(self.signing_key.reveal()) < 32:
             raise ConfigError("LOOPWISE_SIGNING_KEY must be at least 32 characters in production")
 
@@ -169,6 +210,11 @@ class Settings:
         if self.signing_key:
             return self.signing_key.reveal().encode()
         return b"loopwise-dev-signing-key-not-for-production"
+
+    @property
+    def approval_key_bytes(self) -> bytes:
+        """The HMAC key of approvals: ``LOOPWISE_APPROVAL_KEY``, else the command signing key."""
+        return self.approval_key.reveal().encode() if self.approval_key else self.signing_key_bytes
 
     def kafka_config(self) -> dict[str, str]:
         """librdkafka settings (confluent-kafka producer, consumer and admin)."""

@@ -235,6 +235,35 @@ class OutcomeCorrelator:
         if ts_ms > self.watermark_ms:
             self.watermark_ms = ts_ms
 
+    def follow_idle(self, idle: frozenset[str], idle_for_ms: int = 0) -> bool:
+        """Let the clock move past inputs that have been idle (wall clock, judged by the caller).
+
+        An idle input no longer holds the clock back; when every input is idle, the clock
+        moves on from the newest event by ``idle_for_ms`` (how long they have been idle), so
+        a quiet workflow still closes its windows. Returns whether the clock moved.
+
+        >>> from tests.factories import make_request
+        >>> c = OutcomeCorrelator(WorkflowRegistry())
+        >>> _ = c.on_request(make_request("r1", ts_ms=1_000))
+        >>> c.watermark_ms  # feedback has not been seen: it holds the clock
+        0
+        >>> c.follow_idle(frozenset({"feedback"})), c.watermark_ms
+        (True, 1000)
+        >>> c.follow_idle(frozenset({"request", "feedback"}), idle_for_ms=3_600_000), c.watermark_ms
+        (True, 3601000)
+        >>> [o.request_id for o in c.advance()]
+        ['r1']
+        """
+        newest = max(self._newest.values())
+        if not newest:
+            return False
+        live = [self._newest[n] for n in self._newest if n not in idle and self._quiet[n] < self._idle_after]
+        ts_ms = min(live) if live else newest + max(0, idle_for_ms)
+        if ts_ms <= self.watermark_ms:
+            return False
+        self.watermark_ms = ts_ms
+        return True
+
     def clock(self) -> dict[str, Any]:
         """The event-time clock's state (part of the durable state)."""
         return {"watermark_ms": self.watermark_ms, "newest": dict(self._newest), "quiet": dict(self._quiet)}

@@ -8,7 +8,7 @@ pins each rule to a field of ``schemas.records``.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Mapping
 
 # Ids and topic keys: an empty one cannot be joined, keyed or deduplicated.
 NON_EMPTY: Final[frozenset[str]] = frozenset({
@@ -36,3 +36,16 @@ UNIT_INTERVAL: Final[frozenset[str]] = frozenset({
 
 # Arrays whose every element is a share in [0, 1] (RolloutPlan.steps).
 UNIT_INTERVAL_ITEMS: Final[frozenset[str]] = frozenset({"steps"})
+
+# The value of a feedback event, by its kind (``FeedbackEvent.value``): a value outside its kind's
+# range is dead-lettered (``out_of_range``), never clipped, so a 0.9 sent on a 1-5 scale is seen.
+# Bounds are inclusive. ``score`` (a named score) has the range its workflow declares.
+FEEDBACK_VALUE_RANGES: Final[Mapping[str, tuple[float, float]]] = {
+    "thumbs": (-1.0, 1.0),         # > 0 up, else down (1 / 0 or 1 / -1)
+    "rating": (1.0, 5.0),          # stars
+    "nps": (0.0, 10.0),            # net promoter score
+    "task_completed": (0.0, 1.0),  # > 0 completed
+    "delete": (0.0, 1.0),          # the answer was deleted (the value is not used)
+    "edit": (0.0, 1.0),            # fraction of the answer edited
+    "dwell": (0.0, 86_400.0),      # seconds read (30 s or more counts as fully read)
+}

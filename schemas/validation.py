@@ -24,13 +24,13 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from schemas.rules import NON_EMPTY, NON_NEGATIVE, UNIT_INTERVAL, UNIT_INTERVAL_ITEMS
+from schemas.rules import FEEDBACK_VALUE_RANGES, NON_EMPTY, NON_NEGATIVE, UNIT_INTERVAL, UNIT_INTERVAL_ITEMS
 
 REASONS: Final[tuple[str, ...]] = (
     "too_large", "empty", "malformed", "not_an_object", "missing_field", "unknown_field",
     "wrong_type", "bad_enum", "out_of_range", "not_finite", "bad_wire_format",
     # Decided at the input edge (streams/edge.py, streams/stages.py), not by decoding alone:
-    "key_mismatch", "duplicate", "too_late",
+    "key_mismatch", "missing_key", "from_future", "duplicate", "too_late",
 )
 MAX_STRING_CHARS: Final = 64 * 1024
 LONG_MIN: Final = -(2**63)
@@ -295,3 +295,27 @@ def compile_record(record_type: type, *, is_b64: bool = True) -> tuple[Load, Dum
 
     _COMPILED[(record_type, is_b64)] = (load, dump)
     return load, dump
+
+
+def _check_feedback_value(record: Any) -> None:
+    kind = str(getattr(record.kind, "value", record.kind))
+    bounds = FEEDBACK_VALUE_RANGES.get(kind)
+    if bounds is not None and not bounds[0] <= record.value <= bounds[1]:
+        raise SchemaError("out_of_range", f"{show(record.value)} outside [{bounds[0]:g}, {bounds[1]:g}] "
+                          f"for kind {kind}", "value")
+
+
+#: Rules across fields that a field's own converter cannot check, by record type name.
+_RECORD_RULES: Final[dict[str, Callable[[Any], None]]] = {"FeedbackEvent": _check_feedback_value}
+
+
+def record_rule(record_type: type) -> Callable[[Any], None] | None:
+    """The cross-field check of a record type (raises ``SchemaError``), or None if it has none.
+
+    >>> from schemas.records import FeedbackEvent, FeedbackKind
+    >>> record_rule(FeedbackEvent)(FeedbackEvent("f", "r", 0, FeedbackKind.RATING, 0.9))
+    Traceback (most recent call last):
+    ...
+    schemas.validation.SchemaError: out_of_range: field 'value': 0.9 outside [1, 5] for kind rating
+    """
+    return _RECORD_RULES.get(record_type.__name__)

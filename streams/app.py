@@ -101,4 +101,6 @@ def select_stages(names: tuple[str, ...]) -> list[type[Stage]]:
     if unknown:
         raise ConfigError(f"LOOPWISE_STAGES: unknown stage {unknown[0]!r}; known: {', '.join(known)}")
     wanted = [known["workflows"]] + [known[n] for n in names if n != "workflows"]  # every stage needs workflows
-    return wanted
+    for stage in list(wanted):
+        wanted += [known[c] for c in stage.companions if known[c] not in wanted]  # e.g. learn's re-keying half
+    return sorted(wanted, key=list(STAGES).index)

@@ -48,7 +48,10 @@ class InputGate(Generic[R]):
         key_field: the record field the message key must equal (when a key is given).
         dedup_field: the record field that identifies an event, or None for no deduplication.
         dedup: the deduplicator (its horizon also bounds how late an event may arrive).
-        now_ms: wall clock for the dead letter's timestamp (injected for tests).
+        now_ms: wall clock for the dead letter's timestamp and the future check (injected for tests).
+        max_future_ms: how far ahead of ``now_ms`` an event's ``ts_ms`` may be; further is
+            ``from_future`` (one such event would otherwise move a clock for good). None: no check.
+        rule: a cross-field check of the record (``schemas.validation.record_rule``).
     """
 
     def __init__(
@@ -59,9 +62,12 @@ class InputGate(Generic[R]):
         dedup_field: str | None,
         dedup: Deduplicator | None,
         now_ms: Callable[[], int],
+        max_future_ms: int | None = None,
+        rule: Callable[[R], None] | None = None,
     ) -> None:
         self._codec, self._key_field, self._now_ms = codec, key_field, now_ms
         self._dedup_field, self._dedup = dedup_field, dedup
+        self._max_future_ms, self._rule = max_future_ms, rule
 
     def admit(self, messages: Sequence[RawMessage]) -> Admitted[R]:
         """Sort a batch into valid new records and dead letters, keeping order."""
@@ -79,6 +85,10 @@ class InputGate(Generic[R]):
         try:
             record = self._codec.decode(message.value)
             self._check_key(message, record)
+            if self._rule is not None:
+                self._rule(record)
+            if self._max_future_ms is not None:
+                self._check_not_future(record)
         except SchemaError as exc:
             return self.dead_letter(message, exc.reason, str(exc))
         verdict = self._admission(record)
@@ -93,8 +103,13 @@ class InputGate(Generic[R]):
         return self.dead_letter(message, str(verdict), error)
 
     def _check_key(self, message: RawMessage, record: R) -> None:
-        if self._key_field is None or message.key is None:
+        if self._key_field is None:
             return
+        if message.key is None:
+            raise SchemaError(
+                "missing_key", f"the message has no key; it must be the {self._key_field} "
+                "so related events share a partition", self._key_field,
+            )
         expected = str(getattr(record, self._key_field))
         actual = message.key.decode("utf-8", "replace")
         if actual != expected:
@@ -103,6 +118,17 @@ class InputGate(Generic[R]):
                 f"message key {actual[:80]!r} differs from {expected[:80]!r}; "
                 f"the key must be the {self._key_field} so related events share a partition",
                 self._key_field,
+            )
+
+    def _check_not_future(self, record: R) -> None:
+        ts_ms = getattr(record, "ts_ms", None)
+        if ts_ms is None or self._max_future_ms is None:
+            return
+        now_ms = self._now_ms()
+        if ts_ms > now_ms + self._max_future_ms:
+            raise SchemaError(
+                "from_future", f"ts_ms={ts_ms} is {(ts_ms - now_ms) / 1000:.0f} s ahead of the wall clock "
+                f"(at most {self._max_future_ms / 1000:.0f} s of clock skew is accepted)", "ts_ms",
             )
 
     def _admission(self, record: R) -> Admission:

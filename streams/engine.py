@@ -39,6 +39,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from infra.settings import Settings
 from sinks.prometheus import Metrics
 from streams.edge import RawMessage
+from streams.headers import as_headers
 from streams.stages import Outgoing, Stage
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,27 @@ def ensure_changelog(settings: Settings, stage: Stage, timeout_s: float = 15.0) 
     return name
 
 
+def ensure_repartition_topics(settings: Settings, stage: Stage, timeout_s: float = 15.0) -> None:
+    """Create the internal topics a repartitioned stage reads (``LOOPWISE_PARTITIONS`` each) if missing."""
+    target = getattr(stage, "target", None) if not stage.is_repartitioned else stage.name
+    if target is None:
+        return
+    names = [stage.env.repartition_topic(target, logical) for logical in stage.inputs]
+    admin = AdminClient(settings.kafka_config())
+    existing = admin.list_topics(timeout=timeout_s).topics
+    missing = [NewTopic(n, settings.partitions, settings.replication_factor,
+                        config={"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)})
+               for n in names if n not in existing]
+    if not missing:
+        return
+    for name, future in admin.create_topics(missing).items():
+        try:
+            future.result(timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise EngineError(f"cannot create repartition topic {name}: {exc}") from exc
+
+
 class StageRunner:
     """Runs one stage in a thread until ``stop()``; errors end the thread and are kept in ``error``."""
 
@@ -129,9 +151,11 @@ class StageRunner:
         self._linger_s = config.linger_s(stage)
         # The transaction of the previous batch, committing while this one is handled.
         self._committer: ThreadPoolExecutor | None = None
+        self._side_pending: set[tuple[str, int]] = set()
         self._in_flight: Future[None] | None = None
 
     def start(self) -> None:
+        ensure_repartition_topics(self.settings, self.stage)
         if self.stage.has_state:
             self._changelog = ensure_changelog(self.settings, self.stage)
         self._thread.start()
@@ -168,6 +192,7 @@ class StageRunner:
         producer = Producer(producer_conf)
         if "transactional.id" in producer_conf:
             producer.init_transactions(30)
+        side = self._side_consumer(conf) if self.stage.side_topics else None
         consumer = Consumer(self._consumer_conf(conf))
         if self.stage.is_global:
             # Every worker needs all of it (e.g. workflow definitions): read every partition, commit nothing.
@@ -180,6 +205,8 @@ class StageRunner:
         self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"loopwise-{self.stage.name}-commit")
         try:
             while not self._stop.is_set():
+                if side is not None:
+                    self._follow_side(side, 0.0)
                 messages = _next_batch(consumer, self.config.batch_max, self.config.poll_timeout_s, self._linger_s)
                 batch = [_raw(m) for m in messages if m.error() is None]
                 for m in messages:
@@ -187,8 +214,11 @@ class StageRunner:
                         raise KafkaException(m.error())
                 if batch:
                     self._process(batch, producer, consumer)
-                elif self._in_flight is not None and self._in_flight.done():
-                    self._await_commit()  # when idle too, a failed commit stops the runner at once
+                else:
+                    if self._in_flight is not None and self._in_flight.done():
+                        self._await_commit()  # when idle too, a failed commit stops the runner at once
+                    if self.stage.is_due_idle_tick(_wall_ms()):
+                        self._process([], producer, consumer)  # idle inputs: let event-time clocks move
                 if time.monotonic() >= self._next_lag_s:
                     self._report_lag(consumer)
             self._await_commit()  # the batch in hand is committed before the group is left
@@ -201,6 +231,8 @@ class StageRunner:
                     log.warning("stage %s: final offset commit failed: %s", self.stage.name, exc)
         finally:
             consumer.close()  # leaves the group at once: the partitions move without a session timeout
+            if side is not None:
+                side.close()
             self._committer.shutdown(wait=True)
             producer.flush(10)
 
@@ -221,7 +253,7 @@ class StageRunner:
 
     def _process(self, batch: Sequence[RawMessage], producer: Producer, consumer: Consumer) -> None:
         started = time.perf_counter()
-        last = batch[-1]  # before the replay filter, which may leave nothing
+        last = batch[-1] if batch else None  # before the replay filter, which may leave nothing
         offsets: dict[tuple[str, int], int] = {}
         for message in batch:
             offsets[(message.topic, message.partition)] = message.offset + 1
@@ -230,7 +262,7 @@ class StageRunner:
         with self.stage.env.lock:  # stages share the registry and its listeners: one handles at a time
             outgoing = self.stage.handle(batch)
             changes = list(self.stage.state_changes())
-        if self._changelog is not None:
+        if self._changelog is not None and (changes or not self.stage.is_snapshotting):
             # The changelog also says which input offsets the state includes, so a batch replayed
             # after a crash between the changelog and the offset commit is skipped, not applied twice.
             changes += [(p, _OFFSET_KEY + t.encode(), str(o).encode()) for (t, p), o in offsets.items()]
@@ -248,14 +280,45 @@ class StageRunner:
             _flush(producer)
             # The outputs are acknowledged before the offsets are sent: at-least-once holds without
             # waiting for the commit's round trip before the next batch (a lost commit replays a batch).
-            consumer.commit(offsets=_partitions(offsets), asynchronous=True)
+            if offsets:
+                consumer.commit(offsets=_partitions(offsets), asynchronous=True)
         for key, offset in offsets.items():
             self.positions[key] = offset
         self._count(outgoing)
         self.batches += 1
         self._processing.observe(time.perf_counter() - started)
-        if last.timestamp_ms:
+        if last is not None and last.timestamp_ms:
             self.metrics.event_latency(last.topic).observe(max(0.0, time.time() - last.timestamp_ms / 1000))
+
+    def _side_consumer(self, conf: dict[str, str]) -> Consumer:
+        """A reader of every partition of the stage's side inputs (e.g. published policies), caught up first."""
+        side = Consumer({**conf, "group.id": f"{self._group}.side.{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "fetch.queue.backoff.ms": 0, "fetch.wait.max.ms": 50,
+                         "enable.partition.eof": True})
+        metadata = side.list_topics(timeout=30)
+        parts = [TopicPartition(t, p, OFFSET_BEGINNING) for t in self.stage.side_topics if t in metadata.topics
+                 for p in metadata.topics[t].partitions]
+        side.assign(parts)
+        self._side_pending = {(tp.topic, tp.partition) for tp in parts}
+        deadline = time.monotonic() + self.config.restore_timeout_s
+        while self._side_pending and time.monotonic() < deadline and not self._stop.is_set():
+            self._follow_side(side, 0.2)
+        if self._side_pending:
+            log.warning("stage %s: side inputs not caught up within %.0f s; answering from what was read",
+                        self.stage.name, self.config.restore_timeout_s)
+        return side
+
+    def _follow_side(self, side: Consumer, timeout_s: float) -> None:
+        messages = side.consume(1000, timeout_s)
+        batch = []
+        for m in messages:
+            if m.error() is None:
+                batch.append(_raw(m))
+            elif m.error().code() == KafkaError._PARTITION_EOF:
+                self._side_pending.discard((m.topic(), m.partition()))
+        if batch:
+            with self.stage.env.lock:
+                self.stage.handle_side(batch)
 
     def _await_commit(self) -> None:
         """Wait for the transaction in flight (if any); its failure is this runner's."""
@@ -270,8 +333,8 @@ class StageRunner:
         try:
             producer.begin_transaction()
             self._produce(producer, outgoing, changes)
-            producer.send_offsets_to_transaction(
-                _partitions(offsets), group, 30)
+            if offsets:  # an idle tick consumed nothing
+                producer.send_offsets_to_transaction(_partitions(offsets), group, 30)
             _retry(lambda: producer.commit_transaction(30))
         except KafkaException as exc:
             # The in-memory state already holds this batch: it cannot be un-applied, so the
@@ -284,7 +347,7 @@ class StageRunner:
     def _produce(self, producer: Producer, outgoing: Sequence[Outgoing],
                  changes: Sequence[tuple[int, bytes, bytes | None]]) -> None:
         for o in outgoing:
-            _produce_one(producer, o.topic, o.key, o.value, None)
+            _produce_one(producer, o.topic, o.key, o.value, None, o.headers)
         if self._changelog is not None:
             for partition, key, value in changes:
                 _produce_one(producer, self._changelog, key, value, partition)
@@ -320,6 +383,14 @@ class StageRunner:
                 return
             for partition in sorted({p.partition for p in partitions}):
                 self.stage.restore(partition, self._read_changelog(producer, partition))
+            # Resume where the restored state ends. Normally that is the committed offset; a stage
+            # that snapshots periodically (``is_snapshotting``) replays what came after its last
+            # snapshot, so its state is exactly what it would be had it never stopped.
+            resume = [TopicPartition(tp.topic, tp.partition, self._applied[(tp.topic, tp.partition)])
+                      for tp in partitions if (tp.topic, tp.partition) in self._applied]
+            if resume:
+                known = {(tp.topic, tp.partition) for tp in resume}
+                consumer.assign(resume + [tp for tp in partitions if (tp.topic, tp.partition) not in known])
         return on_assign
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -372,6 +443,10 @@ class StageRunner:
             reader.close()
 
 
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 def _partitions(offsets: dict[tuple[str, int], int]) -> list[TopicPartition]:
     """Offsets by (topic, partition) as confluent-kafka's ``TopicPartition`` list."""
     return [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
@@ -393,10 +468,13 @@ def _next_batch(consumer: Consumer, batch_max: int, timeout_s: float, linger_s: 
     return [first, *consumer.consume(batch_max - 1, 0)]
 
 
-def _produce_one(producer: Producer, topic: str, key: bytes | None, value: bytes | None, partition: int | None) -> None:
+def _produce_one(producer: Producer, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+                 headers: Sequence[tuple[str, bytes]] | None = None) -> None:
     while True:
         try:
-            if partition is None:
+            if headers:
+                producer.produce(topic, key=key, value=value, headers=list(headers))
+            elif partition is None:
                 producer.produce(topic, key=key, value=value)
             else:
                 producer.produce(topic, key=key, value=value, partition=partition)
@@ -424,4 +502,4 @@ def _retry(call: Callable[[], None], attempts: int = 5) -> None:
 def _raw(message: Message) -> RawMessage:
     kind, ts = message.timestamp()
     return RawMessage(message.topic(), message.partition(), message.offset(), message.key(), message.value(),
-                      ts if kind else 0)
+                      ts if kind else 0, as_headers(message.headers()))

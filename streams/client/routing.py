@@ -1,9 +1,11 @@
 """Route requests locally from the policies loopwise publishes (``lw.decisions.routing``).
 
-``PolicyBook`` is the pure part: it keeps the newest policy per workflow × segment
-(and each workflow's context keys, from ``lw.workflows``) and picks a route for a
-request by the policy's probabilities, with a keyed hash of the request id, so the
-same request always gets the same route. ``RoutingClient`` follows both compacted
+``processors.routing.book.PolicyBook`` is the pure part, the same one the worker's
+``route`` stage answers from: the newest policy per workflow × segment, each
+experiment's published split (``lw.decisions.experiments``) and each workflow's
+context keys (``lw.workflows``); a route per request by the policy's probabilities
+with a keyed hash of the request id (the same request always gets the same
+route), and a prompt variant per unit by the experiment's split. ``RoutingClient`` follows both compacted
 topics from the beginning in a background thread and answers from memory: no
 round trip per request.
 
@@ -22,7 +24,6 @@ Usage::
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import uuid
@@ -31,67 +32,11 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from infra.settings import Settings
-from processors.workflows import segment_of
-from schemas.records import RequestContext, RoutingPolicy, WorkflowDefinition
+from processors.routing.book import PolicyBook
+from schemas.records import ExperimentDecision, RequestContext, RoutingPolicy, WorkflowDefinition
 from schemas.serde import SchemaError, make_codec
 
 log = logging.getLogger(__name__)
-
-
-class PolicyBook:
-    """The newest routing policy per workflow × segment, and a deterministic pick by its probabilities.
-
-    >>> from schemas.records import RouteProbability
-    >>> book = PolicyBook()
-    >>> book.update(RoutingPolicy("wf", "all", 1, 3, "m1", (RouteProbability("a", 0.0, 0.5, 0.1, 10),
-    ...                                                   RouteProbability("b", 1.0, 0.6, 0.1, 10))))
-    True
-    >>> book.choose("wf", RequestContext(tenant="t", task="x"), "r1", default="a")
-    'b'
-    >>> book.choose("other", RequestContext(tenant="t", task="x"), "r1", default="a")
-    'a'
-    """
-
-    def __init__(self) -> None:
-        self._policies: dict[tuple[str, str], RoutingPolicy] = {}
-        self._keys: dict[str, tuple[str, ...]] = {}
-
-    def update(self, policy: RoutingPolicy) -> bool:
-        """Keep ``policy`` unless a newer version of the same workflow × segment is known."""
-        key = (policy.workflow, policy.segment)
-        current = self._policies.get(key)
-        if current is not None and (current.policy_version, current.ts_ms) > (policy.policy_version, policy.ts_ms):
-            return False
-        self._policies[key] = policy
-        return True
-
-    def update_workflow(self, definition: WorkflowDefinition) -> None:
-        """Learn which context fields make a workflow's segments."""
-        self._keys[definition.workflow] = definition.context_keys
-
-    def choose(self, workflow: str, context: RequestContext, request_id: str, default: str | None = None) -> str | None:
-        """The route for one request; ``default`` when no policy covers its segment yet."""
-        keys = self._keys.get(workflow, ("task", "privacy_level"))
-        policy = self._policies.get((workflow, segment_of(context, keys))) or self._policies.get((workflow, "all"))
-        if policy is None or not policy.routes:
-            return default
-        total = sum(r.probability for r in policy.routes)
-        if total <= 0:
-            return default
-        u = _unit(f"{workflow}|{request_id}") * total
-        for route in policy.routes:
-            u -= route.probability
-            if u < 0:
-                return route.route
-        return policy.routes[-1].route
-
-    def __len__(self) -> int:
-        return len(self._policies)
-
-
-def _unit(text: str) -> float:
-    digest = hashlib.blake2b(text.encode(), digest_size=8, person=b"lw-route").digest()
-    return int.from_bytes(digest, "big") / 2**64
 
 
 class RoutingClient:
@@ -106,6 +51,8 @@ class RoutingClient:
                                     registry_url=settings.schema_registry_url, max_event_bytes=1 << 20)
         self._workflows = make_codec(WorkflowDefinition, topic=settings.topic("workflows"),
                                      registry_url=settings.schema_registry_url, max_event_bytes=1 << 20)
+        self._experiments = make_codec(ExperimentDecision, topic=settings.topic("decisions.experiments"),
+                                       registry_url=settings.schema_registry_url, max_event_bytes=1 << 20)
         self._thread = threading.Thread(target=self._follow, name="loopwise-routing-client", daemon=True)
 
     def __enter__(self) -> "RoutingClient":
@@ -120,10 +67,16 @@ class RoutingClient:
         with self._lock:
             return self.book.choose(workflow, context, request_id, default)
 
+    def variant(self, workflow: str, context: RequestContext, request_id: str) -> str | None:
+        """The prompt variant for one request under the workflow's published experiment split (None: none)."""
+        with self._lock:
+            return self.book.variant(workflow, context, request_id)
+
     def _follow(self) -> None:
         consumer = Consumer({**self._settings.kafka_config(), "group.id": f"loopwise-routing-{uuid.uuid4().hex[:8]}",
                              "enable.auto.commit": False, "fetch.wait.max.ms": 100})
-        topics = (self._settings.topic("decisions.routing"), self._settings.topic("workflows"))
+        topics = (self._settings.topic("decisions.routing"), self._settings.topic("workflows"),
+                  self._settings.topic("decisions.experiments"))
         try:
             metadata = consumer.list_topics(timeout=10)
             consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in topics if t in metadata.topics
@@ -141,6 +94,10 @@ class RoutingClient:
                 definition: Any = self._workflows.decode(value)
                 with self._lock:
                     self.book.update_workflow(definition)
+            elif topic == self._settings.topic("decisions.experiments"):
+                decision: Any = self._experiments.decode(value)
+                with self._lock:
+                    self.book.update_experiment(decision)
             else:
                 policy = self._policies.decode(value)
                 with self._lock:

@@ -7,16 +7,32 @@ stages of one capability. ``STAGES`` is the list a worker picks from
 
 from __future__ import annotations
 
-from streams.stages.base import DEDUP_FIELDS, Outgoing, Stage, StageEnv, wall_clock_ms
+from streams.stages.base import DEDUP_FIELDS, Outgoing, RekeyStage, Stage, StageEnv, wall_clock_ms
 from streams.stages.lake import LakeStage
+from streams.stages.capacity import ForecastStage, LoadStage, ScaleStage, ScheduleStage
 from streams.stages.core import (
-    CorrelateStage, IncidentStage, LearnStage, ObserveStage, RemediateStage, RouteStage, WorkflowStage,
+    CorrelateStage, IncidentStage, LearnRekeyStage, LearnStage, ObserveStage, RemediateStage, RouteStage,
+    WorkflowStage,
 )
 
 STAGES: tuple[type[Stage], ...] = (WorkflowStage, CorrelateStage, ObserveStage, IncidentStage, RemediateStage,
-                                   LearnStage, RouteStage, LakeStage)
+                                   LearnRekeyStage, LearnStage, RouteStage, LakeStage,
+                                   LoadStage, ForecastStage, ScaleStage, ScheduleStage)
 
 __all__ = [
-    "DEDUP_FIELDS", "STAGES", "CorrelateStage", "IncidentStage", "LakeStage", "LearnStage", "ObserveStage", "Outgoing",
-    "RemediateStage", "RouteStage", "Stage", "StageEnv", "WorkflowStage", "wall_clock_ms",
+    "ForecastStage", "LoadStage", "ScaleStage", "ScheduleStage",
+    "DEDUP_FIELDS", "STAGES", "CorrelateStage", "IncidentStage", "LakeStage", "LearnRekeyStage", "LearnStage", "ObserveStage",
+    "Outgoing", "RekeyStage", "RemediateStage", "RouteStage", "Stage", "StageEnv", "WorkflowStage", "wall_clock_ms",
 ]
+
+# Insight stages (error patterns, satisfaction, cache opportunities): issue 15.
+from streams.stages.insights import CacheStage, PatternStage, SatisfactionStage  # noqa: E402
+
+STAGES += (PatternStage, SatisfactionStage, CacheStage)
+__all__ += ["CacheStage", "PatternStage", "SatisfactionStage"]
+
+# Canary rollouts of workflow versions: issue 14.
+from streams.stages.rollout import RolloutFeedStage, RolloutStage  # noqa: E402
+
+STAGES += (RolloutFeedStage, RolloutStage)
+__all__ += ["RolloutFeedStage", "RolloutStage"]

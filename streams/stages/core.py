@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
 from typing import Any, Iterable
 
 import orjson
 
 from processors.anomaly import DetectorBank
 from processors.correlation import FeedbackVerdict, OutcomeCorrelator
-from processors.experiments import ExperimentEngine, unit_of
+from processors.learning import LearningCore
+from processors.routing.book import PolicyBook
 from processors.incidents import IncidentCorrelator
-from processors.remediation import Remediator, RemediatorConfig, as_insight
+from processors.remediation import Remediator, RemediatorConfig, RiskPolicy, as_insight
 from processors.scores import check_score
 from processors.throttle import AnomalyThrottle
 from schemas.records import (
-    Anomaly, Command, FeedbackEvent, LogEvent, MetricEvent, Outcome, RequestEvent, RouteRequest, WorkflowDefinition,
+    Anomaly, Command, ExperimentDecision, FeedbackEvent, LogEvent, MetricEvent, Outcome, RequestEvent, RouteRequest,
+    RoutingPolicy, WorkflowDefinition,
 )
 from schemas.signing import SignatureError, verify
 from streams.edge import RawMessage
-from streams.stages.base import Outgoing, Stage, StageEnv
+from streams.stages.base import Outgoing, RekeyStage, Stage, StageEnv
 
 _WATERMARK_KEY = b"~watermark"
+#: The correlator's name for each input of the correlate stage.
+_SOURCES = (("request", "requests"), ("feedback", "feedback"))
 
 class CorrelateStage(Stage):
     """requests + feedback → outcomes (provisional at once, final when the window closes);
@@ -36,6 +40,7 @@ class CorrelateStage(Stage):
     name = "correlate"
     inputs = ("requests", "feedback")
     has_state = True
+    wants_idle_ticks = True
     is_gate_deduplicating = False  # the correlator's durable state recognises repeats
 
     def __init__(self, env: StageEnv) -> None:
@@ -78,11 +83,23 @@ class CorrelateStage(Stage):
 
     def after_batch(self) -> list[Outgoing]:
         out: list[Outgoing] = []
+        if self.idle_timeout_ms:
+            self._follow_idle_inputs()
         for partition in self._touched:
             for outcome in self.correlators[partition].advance():
                 out.append(self.env.encode("outcomes", outcome.request_id, outcome))
                 self.env.anomalies(self.detectors.observe_outcome(outcome), self.throttle, out)
         return out
+
+    def _follow_idle_inputs(self) -> None:
+        """Inputs of a partition idle for ``LOOPWISE_IDLE_TIMEOUT_S`` (wall clock) stop holding its clock;
+        when both are, the clock moves on with the wall clock, so quiet traffic still gets final outcomes."""
+        now_ms = self.env.now_ms()
+        for partition, correlator in self.correlators.items():
+            quiet = {source: self.idle_ms(logical, partition, now_ms) for source, logical in _SOURCES}
+            idle = frozenset(s for s, ms in quiet.items() if ms >= self.idle_timeout_ms)
+            if idle and correlator.follow_idle(idle, min(quiet.values()) if len(idle) == len(quiet) else 0):
+                self._touched.add(partition)
 
     def state_changes(self) -> list[tuple[int, bytes, bytes | None]]:
         changes: list[tuple[int, bytes, bytes | None]] = []
@@ -124,10 +141,10 @@ class WorkflowStage(Stage):
 
 
 class ObserveStage(Stage):
-    """metrics → anomalies per source × metric; jobs: validated and counted (the scheduler plugs in here)."""
+    """metrics → anomalies per source × metric (jobs are the ``schedule`` stage's)."""
 
     name = "observe"
-    inputs = ("metrics", "jobs")
+    inputs = ("metrics",)
 
     def __init__(self, env: StageEnv) -> None:
         super().__init__(env)
@@ -175,88 +192,149 @@ class IncidentStage(Stage):
                 for incident in self.correlator.advance(self._watermark_ms)]
 
 
-class LearnStage(Stage):
-    """outcomes → routing policies (``Router``) and experiment decisions; anomalies and signed
-    circuit commands → the router's view of route health.
+class LearnRekeyStage(RekeyStage):
+    """outcomes, anomalies, remediation commands → the ``learn`` stage's repartition topics, keyed by workflow.
 
-    Experiments learn from final outcomes only (``ExperimentEngine.observe``); the router
-    learns latency, cost and errors from provisional ones and quality from final ones,
-    each request once. Policies are published only when they change materially.
+    An outcome goes to its workflow; an anomaly or a command about a route goes to every
+    workflow that routes to it (an anomaly of a workflow, to that workflow).
+    """
+
+    name = "learn.rekey"
+    target = "learn"
+    inputs = ("outcomes", "anomalies", "commands.remediation")
+
+    def keys(self, logical: str, record: Any) -> list[str]:
+        if isinstance(record, Outcome):
+            return [record.workflow]
+        entity = record.entity if isinstance(record, Anomaly) else record.target
+        return [d.workflow for d in self.env.registry
+                if d.workflow == entity or any(r.name == entity for r in d.routes)]
+
+
+class LearnStage(Stage):
+    """outcomes → routing policies and experiment decisions; anomalies and signed circuit commands →
+    the router's view of route health. One ``LearningCore`` per partition of the repartition topics,
+    so each worker owns a share of the workflows and a rebalance moves a workflow with its state.
+
+    The core's snapshot goes to the changelog with the batch that published a decision (and at
+    least every ``SNAPSHOT_EVERY_MS`` of event time); on assignment the engine restores it and
+    replays the input that came after it, so a restart resumes the learned state exactly and
+    never publishes a decision from less than it had.
     """
 
     name = "learn"
     inputs = ("outcomes", "anomalies", "commands.remediation")
+    is_repartitioned = True
+    has_state = True
+    is_snapshotting = True
+    companions = ("learn.rekey",)
+    SNAPSHOT_EVERY_MS = 30_000
 
     def __init__(self, env: StageEnv) -> None:
         super().__init__(env)
-        self.router, self.experiments = env.router, env.experiments
-        for definition in env.registry:
-            self._on_workflow(definition)
+        self.cores: dict[int, LearningCore] = {}
+        self._due: set[int] = set()
+        self._snapshot_ms: dict[int, int] = {}
         env.workflow_listeners.append(self._on_workflow)
-        self._watermark_ms = 0
+
+    def _core(self, partition: int) -> LearningCore:
+        found = self.cores.get(partition)
+        if found is None:
+            found = self.cores[partition] = LearningCore(self.env.registry)
+        return found
 
     def _on_workflow(self, definition: WorkflowDefinition) -> None:
-        self.router.update_workflow(definition)
-        engine = ExperimentEngine.for_workflow(definition)
-        if engine is not None and engine.spec.name not in self.experiments:
-            self.experiments[engine.spec.name] = engine
+        for core in self.cores.values():
+            if core.knows(definition.workflow):
+                core.take_workflow(definition)
 
     def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> bool | None:
-        if isinstance(record, Anomaly):
-            self.router.on_anomaly(record)
-            return True
-        if isinstance(record, Command):
+        core = self._core(message.partition)
+        if isinstance(record, Outcome):
+            core.observe_outcome(record)
+        elif isinstance(record, Anomaly):
+            core.observe_anomaly(record)
+        elif isinstance(record, Command):
             try:
                 verify(record, self.env.settings.signing_key_bytes)
-            except SignatureError as exc:  # not ours: never obeyed (its owner stage does not exist: say why here)
+            except SignatureError as exc:  # not ours: never obeyed
                 return self.reject(message, f"signature_{exc.reason}", str(exc), out)
-            if not record.is_dry_run:
-                self.router.on_command(record)
-            return True
-        assert isinstance(record, Outcome)
-        self._watermark_ms = max(self._watermark_ms, record.ts_ms)
-        self.router.learn(record)
-        for engine in self.experiments.values():
-            if engine.workflow == record.workflow:
-                engine.observe(record)
+            core.observe_command(record)
         return True
 
     def after_batch(self) -> list[Outgoing]:
-        if not self._watermark_ms:
-            return []
-        out = [self.env.encode("decisions.routing", f"{p.workflow}/{p.segment}", p)
-               for p in self.router.changed_policies(self._watermark_ms)]
-        for name, engine in self.experiments.items():
-            decision = engine.decide(self._watermark_ms)
-            if decision is not None:
-                out.append(self.env.encode("decisions.experiments", name, decision))
+        out: list[Outgoing] = []
+        for partition, core in self.cores.items():
+            if not core.fresh:
+                continue
+            policies, decided = core.decisions()
+            out += [self.env.encode("decisions.routing", f"{p.workflow}/{p.segment}", p) for p in policies]
+            out += [self.env.encode("decisions.experiments", d.experiment, d) for d in decided]
+            last_ms = self._snapshot_ms.get(partition, 0)
+            if policies or decided or core.watermark_ms - last_ms >= self.SNAPSHOT_EVERY_MS:
+                self._due.add(partition)
         return out
+
+    def state_changes(self) -> list[tuple[int, bytes, bytes | None]]:
+        # stdlib json: the generators' states hold integers wider than 64 bits, which orjson refuses
+        changes = [(p, b"core", json.dumps(self.cores[p].snapshot(), separators=(",", ":")).encode())
+                   for p in sorted(self._due) if p in self.cores]
+        for p in self._due:
+            if p in self.cores:
+                self._snapshot_ms[p] = self.cores[p].watermark_ms
+        self._due.clear()
+        return changes
+
+    def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> None:
+        latest = None
+        for key, value in records:
+            if key == b"core":
+                latest = value
+        if latest is None:
+            self.cores.pop(partition, None)
+            return
+        core = self.cores[partition] = LearningCore.restore(self.env.registry, json.loads(latest))
+        self._snapshot_ms[partition] = core.watermark_ms
+        for workflow in core.workflows:  # definitions newer than the snapshot
+            definition = self.env.registry.get(workflow)
+            if definition is not None:
+                core.take_workflow(definition)
+        core.fresh = 0
+
+    def forget(self, partition: int) -> None:
+        self.cores.pop(partition, None)
+        self._due.discard(partition)
 
 
 class RouteStage(Stage):
-    """route.requests → route.decisions: one route (and prompt variant) per request, from the learned policy.
+    """route.requests → route.decisions: one route (and prompt variant) per request, from the published policy.
 
-    Runs on its own consumer so answers never wait behind learning; keyed by
-    request_id, so a caller can wait for its answer.
+    Answers from what loopwise published (``lw.decisions.routing``, ``lw.decisions.experiments``,
+    ``lw.workflows``), read whole by every route worker, caught up before its first answer: it
+    needs no ``learn`` stage beside it and gives the same answer as ``RoutingClient``. Runs on its
+    own consumer so answers never wait behind learning; keyed by request_id, so a caller can wait
+    for its answer.
     """
 
     name = "route"
     inputs = ("route.requests",)
+    side_inputs = ("workflows", "decisions.routing", "decisions.experiments")
+
+    def __init__(self, env: StageEnv) -> None:
+        super().__init__(env)
+        self.book = PolicyBook()
+
+    def on_side_record(self, logical: str, record: Any) -> None:
+        if isinstance(record, WorkflowDefinition):
+            self.book.update_workflow(record)
+        elif isinstance(record, RoutingPolicy):
+            self.book.update(record)
+        elif isinstance(record, ExperimentDecision):
+            self.book.update_experiment(record)
 
     def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
         assert isinstance(record, RouteRequest)
-        decision = self.env.router.decide(record, record.ts_ms)
-        variant = self._variant(record)
-        if variant is not None:
-            decision = replace(decision, variant=variant)
-        out.append(self.env.encode("route.decisions", record.request_id, decision))
-
-    def _variant(self, request: RouteRequest) -> str | None:
-        for engine in self.env.experiments.values():
-            if engine.workflow == request.workflow:
-                unit = unit_of(request.context, request.request_id, engine.spec.sticky_by)
-                return engine.assign(unit, request.ts_ms)
-        return None
+        out.append(self.env.encode("route.decisions", record.request_id, self.book.decide(record)))
 
 
 class RemediateStage(Stage):
@@ -278,7 +356,8 @@ class RemediateStage(Stage):
         super().__init__(env)
         settings = env.settings
         self.remediator = Remediator(settings.signing_key_bytes, RemediatorConfig(
-            issuer=settings.app_id, is_dry_run=settings.is_remediation_dry_run))
+            issuer=settings.app_id, is_dry_run=settings.is_remediation_dry_run,
+            risk=RiskPolicy.parse(settings.risky_actions), approval_window_ms=int(settings.approval_window_s * 1000)))
         for definition in env.registry:
             self.remediator.observe_workflow(definition)
         env.workflow_listeners.append(self.remediator.observe_workflow)

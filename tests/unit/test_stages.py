@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 from infra.settings import Settings
+from infra.topics import BY_NAME
 from schemas.records import FeedbackEvent, Outcome, RequestEvent, WorkflowDefinition
 from schemas.serde import json_codec
 from sinks.prometheus import Metrics
@@ -15,13 +16,18 @@ from tests.factories import make_feedback, make_metric, make_request, make_workf
 T0 = 1_700_000_000_000
 
 
+#: The wall clock the gates see: after every event of these tests (no event is from the future).
+NOW_MS = T0 + 365 * 86_400_000
+
+
 def env() -> StageEnv:
-    return StageEnv(Settings(bootstrap_servers="unused:9092", topic_prefix="p."), Metrics(), now_ms=lambda: 1)
+    return StageEnv(Settings(bootstrap_servers="unused:9092", topic_prefix="p."), Metrics(), now_ms=lambda: NOW_MS)
 
 
 def msg(topic: str, record: object, offset: int = 0, partition: int = 0) -> RawMessage:
     value = json_codec(type(record)).encode(record)
-    return RawMessage(topic, partition, offset, None, value, T0)
+    key = getattr(record, BY_NAME[topic.removeprefix("p.")].key, None)  # the topic's key, as producers send it
+    return RawMessage(topic, partition, offset, None if key is None else str(key).encode(), value, T0)
 
 
 def decode(outgoing, record_type):  # type: ignore[no-untyped-def]
@@ -112,6 +118,13 @@ def test_incident_stage_groups_anomalies_and_resolves_in_event_time() -> None:
         (firing.incident_id, IncidentStatus.RESOLVED)]
 
 
+def learn_msg(record: object, offset: int = 0, partition: int = 0) -> RawMessage:
+    """A record as the learn stage reads it: from its repartition topic, keyed by workflow."""
+    logical = {"Outcome": "outcomes", "Anomaly": "anomalies", "Command": "commands.remediation"}[type(record).__name__]
+    return RawMessage(f"p.repartition.loopwise.learn.{logical}", partition, offset, b"support-bot",
+                      json_codec(type(record)).encode(record), T0)
+
+
 def test_learn_stage_publishes_experiment_decisions_from_final_outcomes_only() -> None:
     from processors.correlation import OutcomeCorrelator
     from schemas.records import ExperimentDecision, ExperimentSpec, ExperimentStatus, VariantSpec
@@ -125,14 +138,74 @@ def test_learn_stage_publishes_experiment_decisions_from_final_outcomes_only() -
     correlator = OutcomeCorrelator(e.registry)
     provisional = [correlator.on_request(make_request(f"r{i}", ts_ms=T0 + i, variant="ab"[i % 2])) for i in range(10)]
     finals = correlator.advance(T0 + 3_600_000 + 10)
-    out = stage.handle([msg("p.outcomes", o, i) for i, o in enumerate(provisional)])
+    out = stage.handle([learn_msg(o, i) for i, o in enumerate(provisional)])
     [first] = [decode(o, ExperimentDecision) for o in out if o.topic == "p.decisions.experiments"]
     assert first.experiment == "support-prompt" and first.status is ExperimentStatus.RUNNING
     assert sum(arm.n for arm in first.arms) == 0  # provisional outcomes are not counted
-    engine = stage.experiments["support-prompt"]
+    engine = stage.cores[0].experiments["support-prompt"]
     assert (sum(engine.state.observed), engine.state.ignored) == (0, 10)
-    stage.handle([msg("p.outcomes", o, 10 + i) for i, o in enumerate(finals)])
+    stage.handle([learn_msg(o, 10 + i) for i, o in enumerate(finals)])
     assert sum(engine.state.observed) == 10 and engine.state.observed == [5, 5]
+
+
+def test_learn_rekey_sends_outcomes_to_their_workflow_and_route_signals_to_every_workflow_using_the_route() -> None:
+    from streams.stages import LearnRekeyStage
+    from tests.factories import make_anomaly
+
+    e = env()
+    first = make_workflow()
+    second = make_workflow(workflow="extract", routes=(first.routes[0],))
+    WorkflowStage(e).handle([msg("p.workflows", first), msg("p.workflows", second, 1)])
+    rekey = LearnRekeyStage(e)
+    from processors.correlation import OutcomeCorrelator
+    outcome = OutcomeCorrelator(e.registry).on_request(make_request("r1", ts_ms=T0))
+    shared_route = first.routes[0].name
+    other_route = next(r.name for r in first.routes if r.name != shared_route)
+    out = rekey.handle([msg("p.outcomes", outcome), msg("p.anomalies", make_anomaly(shared_route, ts_ms=T0), 1),
+                        msg("p.anomalies", make_anomaly(other_route, ts_ms=T0), 2)])
+    sent = [(o.topic.rsplit(".", 1)[1], o.key) for o in out]
+    assert sent == [("outcomes", b"support-bot"), ("anomalies", b"support-bot"), ("anomalies", b"extract"),
+                    ("anomalies", b"support-bot")]
+
+
+def test_learn_stage_restored_from_its_snapshot_publishes_no_decision_from_less_than_it_knew() -> None:
+    from processors.correlation import OutcomeCorrelator
+    from schemas.records import ExperimentDecision, ExperimentSpec, RoutingPolicy, VariantSpec
+    from streams.stages import LearnStage
+
+    e = env()
+    workflow = make_workflow(variants=(VariantSpec("a", is_control=True), VariantSpec("b")),
+                             experiment=ExperimentSpec("support-prompt"))
+    WorkflowStage(e).handle([msg("p.workflows", workflow)])
+    stage = LearnStage(e)
+    correlator = OutcomeCorrelator(e.registry)
+    outcomes = [correlator.on_request(make_request(f"r{i}", ts_ms=T0 + i * 100, variant="ab"[i % 2]))
+                for i in range(300)]
+    stage.handle([learn_msg(o, i) for i, o in enumerate(outcomes[:200])])
+    [(partition, key, snapshot)] = stage.state_changes()
+    assert (partition, key) == (0, b"core")
+    # A new worker restores the snapshot, then replays what came after it (the engine seeks there).
+    restarted_env = env()
+    WorkflowStage(restarted_env).handle([msg("p.workflows", workflow)])
+    restarted = LearnStage(restarted_env)
+    restarted.restore(0, [(key, snapshot)])
+    tail = [learn_msg(o, 200 + i) for i, o in enumerate(outcomes[200:])]
+    original_out, restarted_out = stage.handle(tail), restarted.handle(tail)
+    assert [(o.topic, o.key, o.value) for o in restarted_out] == [(o.topic, o.key, o.value) for o in original_out]
+    assert restarted.cores[0].snapshot() == stage.cores[0].snapshot()
+    # Without the snapshot it would start from priors and publish that over what was learned.
+    fresh = LearnStage(restarted_env)
+    fresh.handle(tail)
+
+    def evidence(learn: LearnStage) -> float:
+        [(workflow, segment)] = learn.cores[0].router.segments
+        policy = learn.cores[0].router.policy(workflow, segment, T0 + 60_000)
+        assert isinstance(policy, RoutingPolicy)
+        return sum(r.n for r in policy.routes)
+
+    assert evidence(restarted) == evidence(stage) > evidence(fresh)
+    assert all(decode(o, ExperimentDecision).experiment == "support-prompt"
+               for o in restarted_out if o.topic == "p.decisions.experiments")
 
 
 def test_remediate_stage_opens_a_failing_route_with_a_signed_command_once() -> None:
@@ -158,22 +231,56 @@ def test_remediate_stage_opens_a_failing_route_with_a_signed_command_once() -> N
     assert not {c.command_id for c in again} & {c.command_id for c in opened}
 
 
-def test_learn_and_route_stages_publish_policies_and_answer_within_constraints() -> None:
+def test_route_stage_answers_from_published_policies_without_a_learn_stage_beside_it() -> None:
     from processors.correlation import OutcomeCorrelator
     from schemas.records import PrivacyLevel, RouteDecision, RouteRequest, RoutingPolicy
     from streams.stages import LearnStage, RouteStage
     from tests.factories import make_context
 
-    e = env()
-    WorkflowStage(e).handle([msg("p.workflows", make_workflow())])
-    learn, route = LearnStage(e), RouteStage(e)
-    correlator = OutcomeCorrelator(e.registry)
-    outcomes = [msg("p.outcomes", correlator.on_request(make_request(f"r{i}", ts_ms=T0 + i * 100)), i)
-                for i in range(50)]
-    policies = [decode(o, RoutingPolicy) for o in learn.handle(outcomes) if o.topic == "p.decisions.routing"]
+    learner_env = env()
+    WorkflowStage(learner_env).handle([msg("p.workflows", make_workflow())])
+    learn = LearnStage(learner_env)
+    correlator = OutcomeCorrelator(learner_env.registry)
+    outcomes = [learn_msg(correlator.on_request(make_request(f"r{i}", ts_ms=T0 + i * 100)), i) for i in range(50)]
+    published = [o for o in learn.handle(outcomes) if o.topic == "p.decisions.routing"]
+    policies = [decode(o, RoutingPolicy) for o in published]
     assert policies and {p.workflow for p in policies} == {"support-bot"}
     assert all(abs(sum(r.probability for r in p.routes) - 1.0) < 1e-6 for p in policies)
+    route = RouteStage(env())  # another worker: it knows only what is on the topics
     restricted = RouteRequest("q1", T0 + 10_000, "support-bot", make_context(privacy_level=PrivacyLevel.RESTRICTED))
-    [answer] = [decode(o, RouteDecision) for o in route.handle([msg("p.route.requests", restricted)])]
-    assert (answer.request_id, answer.route) == ("q1", "local-small")  # the only route allowed restricted data
+    [unknown] = [decode(o, RouteDecision) for o in route.handle([msg("p.route.requests", restricted)])]
+    assert unknown.route == "" and unknown.reason == "no route: unknown workflow"
+    route.handle_side([msg("p.workflows", make_workflow())]
+                      + [RawMessage("p.decisions.routing", 0, i, o.key, o.value, T0) for i, o in enumerate(published)])
+    again = RouteRequest("q2", T0 + 10_000, "support-bot", make_context(privacy_level=PrivacyLevel.RESTRICTED))
+    [answer] = [decode(o, RouteDecision) for o in route.handle([msg("p.route.requests", again, 1)])]
+    assert (answer.request_id, answer.route) == ("q2", "local-small")  # the only route allowed restricted data
 
+
+def test_quiet_traffic_gets_final_outcomes_once_inputs_are_idle_for_the_timeout() -> None:
+    wall = [T0]
+    e = StageEnv(Settings(bootstrap_servers="unused:9092", topic_prefix="p.", idle_timeout_s=30.0), Metrics(),
+                 now_ms=lambda: wall[0])
+    WorkflowStage(e).handle([msg("p.workflows", make_workflow(feedback_window_s=60.0))])
+    stage = CorrelateStage(e)
+    [provisional] = stage.handle([msg("p.requests", make_request("r1", ts_ms=T0))])
+    assert not decode(provisional, Outcome).is_final
+    wall[0] += 20_000  # quiet, but not for the idle timeout yet: the clock holds
+    assert stage.handle([]) == []
+    wall[0] += 20_000  # 40 s quiet: no feedback input holds the clock; 40 s of event time is not the 60 s window
+    assert stage.handle([]) == []
+    wall[0] += 25_000  # 65 s quiet: the window has closed on the wall clock too
+    [final] = [decode(o, Outcome) for o in stage.handle([]) if o.topic == "p.outcomes"]
+    assert (final.request_id, final.is_final) == ("r1", True)
+    assert stage.handle([]) == []  # once
+
+
+def test_without_an_idle_timeout_a_quiet_partition_keeps_its_clock() -> None:
+    wall = [T0]
+    e = StageEnv(Settings(bootstrap_servers="unused:9092", topic_prefix="p.", idle_timeout_s=0.0), Metrics(),
+                 now_ms=lambda: wall[0])
+    WorkflowStage(e).handle([msg("p.workflows", make_workflow(feedback_window_s=60.0))])
+    stage = CorrelateStage(e)
+    stage.handle([msg("p.requests", make_request("r1", ts_ms=T0))])
+    wall[0] += 3_600_000
+    assert stage.handle([]) == []
