@@ -30,6 +30,8 @@ class RawMessage:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+    #: Kafka headers, as (name, value) pairs; None when the message has none.
+    headers: tuple[tuple[str, bytes], ...] | None = None
 
 
 @dataclass(slots=True)
