@@ -284,6 +284,11 @@ class JobSubmission:
     estimated_duration_s: float
     deadline_ts_ms: int | None = None
     depends_on: tuple[str, ...] = ()
+    status: str | None = None
+    attempt: int | None = None
+    route: str | None = None
+    cron: str | None = None
+    timezone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,6 +471,38 @@ class Command:
     params: Mapping[str, str] = field(default_factory=dict)
     incident_id: str | None = None
     is_dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """The latest load forecast of one entity, with prediction intervals (``lw.forecasts``, compacted).
+
+    ``points[i]`` is the forecast ``horizons_s[i]`` after ``ts_ms``; ``lower[i]``
+    and ``upper[i]`` bound it with ``coverage`` (from the quantiles of recent errors).
+    """
+
+    entity: str
+    ts_ms: int
+    bucket_s: float
+    value: float
+    horizons_s: tuple[float, ...]
+    points: tuple[float, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    model: str
+    coverage: float = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class LoadCount:
+    """A partial sum of one entity's bucket from one input partition (``repartition.forecast``, internal)."""
+
+    entity: str
+    ts_ms: int
+    bucket_ms: int
+    total: float
+    samples: int
+    source_partition: int
 
 
 @dataclass(frozen=True, slots=True)

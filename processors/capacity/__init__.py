@@ -1,0 +1,1 @@
+"""Capacity: load forecasts, predictive scaling, cost-aware job release, local capacity cost."""
