@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from sinks.domain_metrics import DomainMetrics
+from sinks.http import start_server
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,10 @@ class Metrics:
             ["action"], registry=reg,
         )
         self._children: dict[tuple[Any, ...], Any] = {}
+        #: Decision metrics (spend, routes, circuits, experiments, incidents…), fed by the ``metrics`` stage.
+        self.domain = DomainMetrics(reg)
+        #: /healthz and /readyz answers: callables returning (ok, reason), set by the worker.
+        self.probes: dict[str, Callable[[], tuple[bool, str]]] = {}
 
     def _child(self, family: Any, *labels: str) -> Any:
         key = (id(family), *labels)
@@ -88,9 +95,9 @@ class Metrics:
         found = self.registry.get_sample_value(name, labels)
         return 0.0 if found is None else found
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> int:
-        """Serve ``/metrics`` over HTTP in a daemon thread; returns the bound port (0 picks one)."""
-        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+    def serve(self, port: int, addr: str = "0.0.0.0", token: str | None = None) -> int:
+        """Serve ``/metrics``, ``/healthz`` and ``/readyz`` in a daemon thread; returns the bound port (0 picks one)."""
+        server = start_server(self.registry, self.probes, port, addr, token)
         bound = int(server.server_address[1])
-        log.info("metrics on http://%s:%d/metrics", addr, bound)
+        log.info("metrics on http://%s:%d/metrics (probes /healthz, /readyz)", addr, bound)
         return bound

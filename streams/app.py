@@ -13,6 +13,7 @@ from infra.settings import Settings
 from sinks.prometheus import Metrics
 from streams.engine import EngineConfig, StageRunner
 from streams.host import register_engine
+from streams.probes import install_probes
 from infra.settings import ConfigError
 from streams.stages import STAGES, Stage, StageEnv
 
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None,
     engine = engine or EngineConfig.from_settings(settings)
     app.runners = [StageRunner(settings, stage, app.metrics, engine) for stage in app.stages]
     register_engine(app, app.runners)
+    install_probes(app.metrics, app.runners)
     return app
 
 

@@ -362,6 +362,7 @@ class StageRunner:
     def _report_lag(self, consumer: Consumer) -> None:
         """Messages not yet processed per partition, from the high watermarks the fetches carried."""
         self._next_lag_s = time.monotonic() + 5.0
+        total = 0
         for tp in consumer.assignment():
             try:
                 _low, high = consumer.get_watermark_offsets(tp, cached=True)
@@ -372,6 +373,8 @@ class StageRunner:
             position = self.positions.get((tp.topic, tp.partition))
             if position is not None:
                 self.metrics.set_lag(tp.topic, tp.partition, max(0, high - position))
+                total += max(0, high - position)
+        self.metrics.domain.stage_lag.labels(self.stage.name).set(total)
 
     # --------------------------------------------------------------- rebalances
 

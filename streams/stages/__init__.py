@@ -36,3 +36,9 @@ from streams.stages.rollout import RolloutFeedStage, RolloutStage  # noqa: E402
 
 STAGES += (RolloutFeedStage, RolloutStage)
 __all__ += ["RolloutFeedStage", "RolloutStage"]
+
+# Domain metrics read back from the decision and output topics: issue 17.
+from streams.stages.telemetry import MetricsStage  # noqa: E402
+
+STAGES += (MetricsStage,)
+__all__ += ["MetricsStage"]
