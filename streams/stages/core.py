@@ -163,19 +163,32 @@ class IncidentStage(Stage):
 
     ``lw.anomalies`` has one partition (it is throttled, so small): one worker sees
     every signal of the platform, which is what correlating them across routes
-    and workflows needs. Logs are read here for their error bursts.
+    and workflows needs. Logs are read here for their error bursts. The correlator
+    is the state of that partition (0): its snapshot goes to the changelog with every
+    batch that emits an incident and at least every ``SNAPSHOT_EVERY_MS`` of event
+    time, and a restart restores it and replays what came after, so open incidents
+    stay open (and are not paged again) across restarts.
     """
 
     name = "incidents"
     inputs = ("anomalies", "logs")
+    has_state = True
+    is_snapshotting = True
+    SNAPSHOT_EVERY_MS = 60_000
 
     def __init__(self, env: StageEnv) -> None:
         super().__init__(env)
-        self.correlator = IncidentCorrelator()
-        for definition in env.registry:
-            self.correlator.observe_workflow(definition)
+        self.correlator = self._fresh()
         env.workflow_listeners.append(self.correlator.observe_workflow)
         self._watermark_ms = 0
+        self._snapshot_ms = 0
+        self._is_due = False
+
+    def _fresh(self) -> IncidentCorrelator:
+        correlator = IncidentCorrelator()
+        for definition in self.env.registry:
+            correlator.observe_workflow(definition)
+        return correlator
 
     def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
         if isinstance(record, Anomaly):
@@ -188,8 +201,36 @@ class IncidentStage(Stage):
     def after_batch(self) -> list[Outgoing]:
         if not self._watermark_ms:
             return []
-        return [self.env.encode("incidents", incident.root_cause, incident)
-                for incident in self.correlator.advance(self._watermark_ms)]
+        out = [self.env.encode("incidents", incident.root_cause, incident)
+               for incident in self.correlator.advance(self._watermark_ms)]
+        if out or self._watermark_ms - self._snapshot_ms >= self.SNAPSHOT_EVERY_MS:
+            self._is_due = True
+        return out
+
+    def state_changes(self) -> list[tuple[int, bytes, bytes | None]]:
+        if not self._is_due:
+            return []
+        self._is_due, self._snapshot_ms = False, self._watermark_ms
+        state = {"watermark_ms": self._watermark_ms, "correlator": self.correlator.snapshot()}
+        return [(0, b"incidents", orjson.dumps(state))]
+
+    def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> None:
+        latest = None
+        for key, value in records:
+            if key == b"incidents":
+                latest = value
+        if partition != 0 or latest is None:
+            return
+        state = orjson.loads(latest)
+        self.correlator.restore(state["correlator"])
+        self._watermark_ms = self._snapshot_ms = int(state["watermark_ms"])
+
+    def forget(self, partition: int) -> None:
+        if partition == 0:  # the anomalies partition moved: so did the correlator
+            self.env.workflow_listeners.remove(self.correlator.observe_workflow)
+            self.correlator = self._fresh()
+            self.env.workflow_listeners.append(self.correlator.observe_workflow)
+            self._watermark_ms = self._snapshot_ms = 0
 
 
 class LearnRekeyStage(RekeyStage):

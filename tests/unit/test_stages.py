@@ -118,6 +118,30 @@ def test_incident_stage_groups_anomalies_and_resolves_in_event_time() -> None:
         (firing.incident_id, IncidentStatus.RESOLVED)]
 
 
+def test_incident_stage_restored_from_its_snapshot_resolves_the_incident_it_had_open() -> None:
+    from schemas.records import Incident, IncidentStatus
+    from streams.stages import IncidentStage
+    from tests.factories import make_anomaly
+
+    e = env()
+    WorkflowStage(e).handle([msg("p.workflows", make_workflow())])
+    stage = IncidentStage(e)
+    stage.handle([msg("p.anomalies", make_anomaly("gpt-large", ts_ms=T0, severity="critical"), 0)])
+    [firing] = [decode(o, Incident) for o in stage.handle(
+        [msg("p.anomalies", make_anomaly("gpt-large", ts_ms=T0 + 60_000, severity="critical"), 1)])]
+    [(partition, key, snapshot)] = stage.state_changes()
+    assert (partition, key) == (0, b"incidents")
+    restarted_env = env()
+    WorkflowStage(restarted_env).handle([msg("p.workflows", make_workflow())])
+    restarted = IncidentStage(restarted_env)
+    restarted.restore(0, [(key, snapshot)])
+    quiet = [msg("p.anomalies", make_anomaly("other-route", ts_ms=T0 + 3_600_000, severity="warning"), 2)]
+    updates = [decode(o, Incident) for o in restarted.handle(quiet)]
+    # The same incident resolves (not a new one firing, not forgotten and never resolved).
+    assert [(i.incident_id, i.status) for i in updates if i.root_cause == "route:gpt-large"] == [
+        (firing.incident_id, IncidentStatus.RESOLVED)]
+
+
 def learn_msg(record: object, offset: int = 0, partition: int = 0) -> RawMessage:
     """A record as the learn stage reads it: from its repartition topic, keyed by workflow."""
     logical = {"Outcome": "outcomes", "Anomaly": "anomalies", "Command": "commands.remediation"}[type(record).__name__]
