@@ -53,6 +53,11 @@ class Metrics:
             "Lake files by action: written, compacted (merged away), discarded (uncommitted, rewritten on replay).",
             ["action"], registry=reg,
         )
+        self._satisfaction = Gauge(
+            "loopwise_satisfaction", "Satisfaction KPI over the last closed window, per workflow and KPI "
+            "(thumbs_up_rate, mean_rating, nps, task_completion, edit_rate, delete_rate, dwell_s).",
+            ["workflow", "kpi"], registry=reg,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
         #: Decision metrics (spend, routes, circuits, experiments, incidents…), fed by the ``metrics`` stage.
         self.domain = DomainMetrics(reg)
@@ -89,6 +94,9 @@ class Metrics:
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         self._child(self._lag, topic, str(partition)).set(lag)
+
+    def set_satisfaction(self, workflow: str, kpi: str, value: float) -> None:
+        self._child(self._satisfaction, workflow, kpi).set(value)
 
     def value(self, name: str, **labels: str) -> float:
         """A sample's current value (0.0 when absent) — for tests and the CLI."""
