@@ -71,8 +71,8 @@ class LatencyHistogram:
     >>> h = LatencyHistogram()
     >>> for ms in range(1, 101):
     ...     h.add(float(ms))
-    >>> 90 <= h.quantile(0.95) <= 100, h.share_above(h.bucket(95.0))
-    (True, 0.05)
+    >>> 90 <= h.quantile(0.95) <= 100, h.share_above(h.quantile_bucket(0.95)) <= 0.05
+    (True, True)
     """
 
     def __init__(self, counts: Mapping[int, int] | None = None) -> None:

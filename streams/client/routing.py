@@ -19,7 +19,8 @@ Usage::
     with RoutingClient(settings) as router:          # follows lw.decisions.routing and lw.workflows
         ctx = RequestContext(tenant="acme", task="summarize")
         route = router.choose("support-bot", ctx, request_id="r-123", default="gpt-large")
-        call_model(route, prompt)
+        version = router.version("support-bot", ctx, request_id="r-123")   # canary or baseline (lw.rollouts.splits)
+        call_model(route, prompt)                    # and report ``version`` as the request's workflow_version
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from infra.settings import Settings
+from processors.rollout import VersionBook
 from processors.routing.book import PolicyBook
-from schemas.records import ExperimentDecision, RequestContext, RoutingPolicy, WorkflowDefinition
+from schemas.records import ExperimentDecision, RequestContext, RolloutStep, RoutingPolicy, WorkflowDefinition
 from schemas.serde import SchemaError, make_codec
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class RoutingClient:
     def __init__(self, settings: Settings, *, poll_timeout_s: float = 0.2) -> None:
         self._settings, self._poll_timeout_s = settings, poll_timeout_s
         self.book = PolicyBook()
+        self.versions = VersionBook()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._policies = make_codec(RoutingPolicy, topic=settings.topic("decisions.routing"),
@@ -53,6 +56,8 @@ class RoutingClient:
                                      registry_url=settings.schema_registry_url, max_event_bytes=1 << 20)
         self._experiments = make_codec(ExperimentDecision, topic=settings.topic("decisions.experiments"),
                                        registry_url=settings.schema_registry_url, max_event_bytes=1 << 20)
+        self._splits = make_codec(RolloutStep, topic=settings.topic("rollouts.splits"),
+                                  registry_url=settings.schema_registry_url, max_event_bytes=1 << 20)
         self._thread = threading.Thread(target=self._follow, name="loopwise-routing-client", daemon=True)
 
     def __enter__(self) -> "RoutingClient":
@@ -72,11 +77,17 @@ class RoutingClient:
         with self._lock:
             return self.book.variant(workflow, context, request_id)
 
+    def version(self, workflow: str, context: RequestContext, request_id: str) -> str | None:
+        """The workflow version one request runs under, by the published rollout split (report it in
+        ``RequestEvent.workflow_version``); the latest definition's when no rollout ran; None if unknown."""
+        with self._lock:
+            return self.versions.version_for(workflow, context, request_id)
+
     def _follow(self) -> None:
         consumer = Consumer({**self._settings.kafka_config(), "group.id": f"loopwise-routing-{uuid.uuid4().hex[:8]}",
                              "enable.auto.commit": False, "fetch.wait.max.ms": 100})
         topics = (self._settings.topic("decisions.routing"), self._settings.topic("workflows"),
-                  self._settings.topic("decisions.experiments"))
+                  self._settings.topic("decisions.experiments"), self._settings.topic("rollouts.splits"))
         try:
             metadata = consumer.list_topics(timeout=10)
             consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in topics if t in metadata.topics
@@ -94,6 +105,11 @@ class RoutingClient:
                 definition: Any = self._workflows.decode(value)
                 with self._lock:
                     self.book.update_workflow(definition)
+                    self.versions.update_workflow(definition)
+            elif topic == self._settings.topic("rollouts.splits"):
+                split: Any = self._splits.decode(value)
+                with self._lock:
+                    self.versions.update(split)
             elif topic == self._settings.topic("decisions.experiments"):
                 decision: Any = self._experiments.decode(value)
                 with self._lock:

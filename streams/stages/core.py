@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Iterable
 
 import orjson
@@ -10,6 +11,7 @@ import orjson
 from processors.anomaly import DetectorBank
 from processors.correlation import FeedbackVerdict, OutcomeCorrelator
 from processors.learning import LearningCore
+from processors.rollout import VersionBook
 from processors.routing.book import PolicyBook
 from processors.incidents import IncidentCorrelator
 from processors.remediation import Remediator, RemediatorConfig, RiskPolicy, as_insight
@@ -17,7 +19,7 @@ from processors.scores import check_score
 from processors.throttle import AnomalyThrottle
 from schemas.records import (
     Anomaly, Command, ExperimentDecision, FeedbackEvent, LogEvent, MetricEvent, Outcome, RequestEvent, RouteRequest,
-    RoutingPolicy, WorkflowDefinition,
+    RolloutStep, RoutingPolicy, WorkflowDefinition,
 )
 from schemas.signing import SignatureError, verify
 from streams.edge import RawMessage
@@ -359,15 +361,19 @@ class RouteStage(Stage):
 
     name = "route"
     inputs = ("route.requests",)
-    side_inputs = ("workflows", "decisions.routing", "decisions.experiments")
+    side_inputs = ("workflows", "decisions.routing", "decisions.experiments", "rollouts.splits")
 
     def __init__(self, env: StageEnv) -> None:
         super().__init__(env)
         self.book = PolicyBook()
+        self.versions = VersionBook()  # the workflow version of each request, by the published rollout split
 
     def on_side_record(self, logical: str, record: Any) -> None:
         if isinstance(record, WorkflowDefinition):
             self.book.update_workflow(record)
+            self.versions.update_workflow(record)
+        elif isinstance(record, RolloutStep):
+            self.versions.update(record)
         elif isinstance(record, RoutingPolicy):
             self.book.update(record)
         elif isinstance(record, ExperimentDecision):
@@ -375,7 +381,11 @@ class RouteStage(Stage):
 
     def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
         assert isinstance(record, RouteRequest)
-        out.append(self.env.encode("route.decisions", record.request_id, self.book.decide(record)))
+        decision = self.book.decide(record)
+        version = self.versions.version_for(record.workflow, record.context, record.request_id)
+        if version is not None:
+            decision = replace(decision, workflow_version=version)
+        out.append(self.env.encode("route.decisions", record.request_id, decision))
 
 
 class RemediateStage(Stage):

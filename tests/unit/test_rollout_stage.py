@@ -99,3 +99,43 @@ def test_control_commands_must_be_signed() -> None:
     assert [o.topic for o in out] == ["p.dlq"]
     good = sign(forged, e.settings.signing_key_bytes)
     assert [o.topic for o in stage.handle([msg("p.rollouts.control", good, 1, key="wf")])] == []  # nothing running
+
+
+def test_route_answers_carry_the_version_the_split_assigns_and_agree_with_the_version_book() -> None:
+    from processors.rollout import VersionBook
+    from schemas.records import RequestContext, RouteDecision, RouteRequest
+    from streams.stages import RouteStage
+
+    e = env()
+    stage = RouteStage(e)
+    v1 = WorkflowDefinition("wf", "v1", T0, (make_route(),))
+    v2 = WorkflowDefinition("wf", "v2", T0 + 1, (make_route(),), previous_version="v1",
+                            rollout=RolloutPlan(sticky_by="user"))
+    split = RolloutStep("wf", "v2", T0 + 2, 0, 0.3, RolloutVerdict.CONTINUE, "", "{}", baseline_version="v1")
+    book = VersionBook()
+
+    calls = [0]
+
+    def answers(n: int) -> list[str | None]:
+        calls[0] += 1
+        requests = [RouteRequest(f"r{calls[0]}-{i}", T0 + 10, "wf", RequestContext("t", "chat", user_id=f"u{i % 50}"))
+                    for i in range(n)]
+        out = stage.handle([msg("p.route.requests", r, calls[0] * 1000 + i) for i, r in enumerate(requests)])
+        got = [json_codec(RouteDecision).decode(o.value).workflow_version for o in out]
+        assert got == [book.version_for("wf", r.context, r.request_id) for r in requests]
+        return got
+
+    stage.handle_side([msg("p.workflows", v1)])
+    book.update_workflow(v1)
+    assert set(answers(20)) == {"v1"}
+    stage.handle_side([msg("p.workflows", v2, 1)])  # planned, canary not started: traffic stays on v1
+    book.update_workflow(v2)
+    assert set(answers(20)) == {"v1"}
+    stage.handle_side([msg("p.rollouts.splits", split, key="wf")])
+    book.update(split)
+    got = answers(400)
+    assert 0.15 < got.count("v2") / 400 < 0.45
+    by_user: dict[str, set[str | None]] = {}
+    for i, version in enumerate(got):
+        by_user.setdefault(f"u{i % 50}", set()).add(version)
+    assert all(len(v) == 1 for v in by_user.values())  # sticky by user
