@@ -68,6 +68,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("repartition.rollout", "workflow", "Outcome", Role.INTERNAL, partitions=1, retention_ms=DAY_MS),
     TopicSpec("insights", "subject", "Insight", Role.OUTPUT, retention_ms=30 * DAY_MS),
     TopicSpec("dlq", "source topic", "DeadLetter", Role.INTERNAL, retention_ms=30 * DAY_MS),
+    # The audit trail of people's decisions on risky commands: compacted, one decision per command id.
+    TopicSpec("approvals", "command_id", "Approval", Role.INPUT, is_compacted=True),
     # Latest load forecast per route/workflow/metric source (lw.forecasts), and the partial
     # per-minute sums the forecast stage repartitions by entity (internal, short-lived).
     TopicSpec("forecasts", "entity", "Forecast", Role.OUTPUT, is_compacted=True),

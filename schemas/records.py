@@ -133,9 +133,9 @@ class RequestEvent:
     variant: str | None = None
     error_type: str | None = None
     error_message: str | None = None
-
-
     prompt_fingerprint: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class FeedbackEvent:
     """User feedback on one request (``lw.feedback``); may arrive late, early or twice."""
@@ -331,6 +331,15 @@ class Outcome:
     feedback_count: int = 0
     quality: float | None = None
     variant: str | None = None
+    tenant: str | None = None
+    task: str | None = None
+    thumbs: float | None = None
+    rating: float | None = None
+    nps: float | None = None
+    task_completed: float | None = None
+    edited: float | None = None
+    deleted: float | None = None
+    dwell_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,15 +355,6 @@ class Anomaly:
     score: float
     severity: Severity
     value: float
-    tenant: str | None = None
-    task: str | None = None
-    thumbs: float | None = None
-    rating: float | None = None
-    nps: float | None = None
-    task_completed: float | None = None
-    edited: float | None = None
-    deleted: float | None = None
-    dwell_s: float | None = None
     expected_low: float
     expected_high: float
     window_start_ms: int
@@ -471,6 +471,25 @@ class Command:
     params: Mapping[str, str] = field(default_factory=dict)
     incident_id: str | None = None
     is_dry_run: bool = False
+    requires_approval: bool = False
+
+
+class ApprovalDecision(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """A person's signed decision on a command pending approval (``lw.approvals``, keyed by command id)."""
+
+    command_id: str
+    command_signature: str
+    decision: ApprovalDecision
+    operator: str
+    ts_ms: int
+    reason: str = ""
+    signature: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,6 +550,8 @@ class Insight:
     title: str
     body: str
     severity: Severity = Severity.INFO
+    evidence: Mapping[str, str] = field(default_factory=dict)
+    recommendation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,5 +566,3 @@ class DeadLetter:
     reason: str
     ts_ms: int
     key: bytes | None = None
-    evidence: Mapping[str, str] = field(default_factory=dict)
-    recommendation: str | None = None

@@ -26,11 +26,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from schemas.records import Command
+from schemas.records import Approval, Command
+
+#: What ``sign``/``verify`` accept: a command, or a person's approval of one.
+Signed = TypeVar("Signed", Command, Approval)
+
+#: Fields added after release 1 that the signature covers only when set, so every
+#: signature made before they existed still verifies (and producers in other languages
+#: that do not know them keep signing the same bytes).
+_COVERED_WHEN_SET = frozenset({"requires_approval"})
 
 __all__ = ["SignatureError", "canonical_bytes", "sign", "signature_of", "verify"]
 
@@ -59,29 +67,30 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def canonical_bytes(command: Command) -> bytes:
+def canonical_bytes(command: Command | Approval) -> bytes:
     """The bytes the signature covers: every field but ``signature``, as sorted-key JSON.
 
     >>> canonical_bytes(Command("c", 1, "t", "a", "r", "{}", 2, "i", "sig", {"b": "2", "a": "1"}))[:40]
     b'{"action":"a","command_id":"c","evidence'
     """
-    fields = {f.name: _plain(getattr(command, f.name)) for f in dataclasses.fields(command) if f.name != "signature"}
+    fields = {f.name: _plain(getattr(command, f.name)) for f in dataclasses.fields(command)
+              if f.name != "signature" and (f.name not in _COVERED_WHEN_SET or getattr(command, f.name))}
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
-def signature_of(command: Command, key: bytes) -> str:
+def signature_of(command: Command | Approval, key: bytes) -> str:
     """Hex HMAC-SHA256 of ``command``'s canonical bytes under ``key``."""
     if not key:
         raise ValueError("an empty signing key signs nothing")
     return hmac.new(key, canonical_bytes(command), hashlib.sha256).hexdigest()
 
 
-def sign(command: Command, key: bytes) -> Command:
+def sign(command: Signed, key: bytes) -> Signed:
     """A copy of ``command`` carrying its signature under ``key`` (any previous one is replaced)."""
     return dataclasses.replace(command, signature=signature_of(command, key))
 
 
-def verify(command: Command, key: bytes) -> None:
+def verify(command: Command | Approval, key: bytes) -> None:
     """Return when ``command`` is signed by ``key``; raise ``SignatureError`` otherwise.
 
     Raises:

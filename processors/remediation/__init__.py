@@ -7,6 +7,7 @@ The entry point is ``Remediator`` (``planner.py``); the parts are usable alone:
 """
 
 from processors.remediation.actions import DEFAULT_REMEDIATION, ActionPlan, plan_for
+from processors.remediation.approval import ApprovalBook, ApprovalState, RiskPolicy, judge_approval
 from processors.remediation.audit import AuditLog, as_insight
 from processors.remediation.breaker import BreakerConfig, BreakerState, CircuitBreaker, Transition
 from processors.remediation.keys import episode_id, idempotency_key
@@ -14,6 +15,7 @@ from processors.remediation.limits import RateLimits
 from processors.remediation.planner import Remediator, RemediatorConfig
 
 __all__ = [
-    "DEFAULT_REMEDIATION", "ActionPlan", "AuditLog", "BreakerConfig", "BreakerState", "CircuitBreaker", "RateLimits",
-    "Remediator", "RemediatorConfig", "Transition", "as_insight", "episode_id", "idempotency_key", "plan_for",
+    "DEFAULT_REMEDIATION", "ActionPlan", "ApprovalBook", "ApprovalState", "AuditLog", "BreakerConfig", "BreakerState", "CircuitBreaker", "RateLimits",
+    "Remediator", "RemediatorConfig", "RiskPolicy", "Transition", "as_insight", "episode_id", "idempotency_key",
+    "judge_approval", "plan_for",
 ]

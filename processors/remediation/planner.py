@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 import orjson
 
 from processors.remediation.actions import ActionPlan, Escalation, due_step, plan_for
+from processors.remediation.approval import RiskPolicy
 from processors.remediation.audit import AuditLog
 from processors.remediation.breaker import BreakerConfig, BreakerState, CircuitBreaker, Transition
 from processors.remediation.keys import episode_id, idempotency_key
@@ -45,6 +46,8 @@ class RemediatorConfig:
         max_remembered: idempotency keys kept to suppress re-emission in one process.
         benign_error_types: ``error_type`` values that say nothing about a route's health
             (throttling by the provider, requests the route cannot serve): they never trip a breaker.
+        risk: actions a person must approve (``LOOPWISE_RISKY_ACTIONS``): their commands carry
+            ``requires_approval`` and live at least ``approval_window_ms`` so someone can decide.
     """
 
     issuer: str = "loopwise"
@@ -54,6 +57,8 @@ class RemediatorConfig:
     per_action_per_hour: int = 240
     max_remembered: int = 50_000
     benign_error_types: tuple[str, ...] = ("rate_limit", "unsupported_task", "load_shed", "no_route")
+    risk: RiskPolicy = RiskPolicy()
+    approval_window_ms: int = 900_000
 
 
 class Remediator:
@@ -301,9 +306,13 @@ class Remediator:
         if not self.limits.try_acquire(target, action, now_ms):
             self.audit.note("rate_limited", now_ms, target, action, reason, incident_id)
             return None
+        is_risky = self.config.risk.is_risky(action, params)
+        if is_risky:
+            ttl_ms = max(ttl_ms, self.config.approval_window_ms)  # a person needs the time to decide
         command = sign(Command(
             key, now_ms, target, action, reason, orjson.dumps(evidence, option=orjson.OPT_SORT_KEYS).decode(),
-            now_ms + ttl_ms, self.config.issuer, "", dict(params), incident_id, self.config.is_dry_run), self._key)
+            now_ms + ttl_ms, self.config.issuer, "", dict(params), incident_id, self.config.is_dry_run,
+            is_risky), self._key)
         self._emitted[key] = None
         if len(self._emitted) > self.config.max_remembered:
             del self._emitted[next(iter(self._emitted))]

@@ -182,8 +182,11 @@ class Router:
         return False
 
     def on_command(self, command: Command) -> bool:
-        """Obey ``open_circuit`` / ``close_circuit`` remediation commands for a route (others are not routing's)."""
-        if command.is_dry_run:
+        """Obey ``open_circuit`` / ``close_circuit`` remediation commands for a route (others are not routing's).
+
+        A command awaiting a person's approval is not obeyed here: its approved copy is the application's to apply.
+        """
+        if command.is_dry_run or command.requires_approval:
             return False
         if command.action == "open_circuit":
             self.open_circuit(command.target, command.expires_ts_ms)

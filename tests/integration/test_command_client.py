@@ -40,4 +40,4 @@ def test_only_the_valid_command_reaches_the_callback_once(settings: Settings) ->
         assert applied[0] == valid
         assert [c.command_id for c in dry] == ["rm-dry"]
         assert client.stats == {"accepted": 1, "duplicate": 1, "forged": 1, "expired": 1, "unsigned": 1,
-                                "dry_run": 1, "unreadable": 0}
+                                "dry_run": 1, "unreadable": 0, "pending": 0, "rejected": 0}

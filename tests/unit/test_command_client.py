@@ -30,7 +30,7 @@ def test_a_valid_command_is_accepted_once(gate: CommandGate) -> None:
     assert gate.check(command()) is Verdict.ACCEPTED
     assert gate.check(command()) is Verdict.DUPLICATE
     assert gate.stats == {"accepted": 1, "duplicate": 1, "dry_run": 0, "unsigned": 0, "forged": 0, "expired": 0,
-                          "unreadable": 0}
+                          "unreadable": 0, "pending": 0, "rejected": 0}
 
 
 def test_forged_signature_is_refused(gate: CommandGate) -> None:

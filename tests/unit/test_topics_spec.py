@@ -26,7 +26,7 @@ def test_every_declared_topic_has_a_unique_name_and_explicit_configs() -> None:
 
 def test_the_compacted_topics_are_the_latest_state_ones() -> None:
     compacted = sorted(spec.name for spec in TOPICS if spec.is_compacted)
-    assert {"decisions.experiments", "decisions.routing", "rollouts.splits", "workflows"} <= set(compacted)
+    assert {"approvals", "decisions.experiments", "decisions.routing", "rollouts.splits", "workflows"} <= set(compacted)
     assert not {"requests", "outcomes", "incidents", "dlq", "rollouts"} & set(compacted)
 
 
@@ -37,7 +37,7 @@ def test_every_record_type_exists_in_the_schemas() -> None:
 
 def test_roles_split_inputs_outputs_and_the_dead_letter_queue() -> None:
     by_role = {role: sorted(s.name for s in TOPICS if s.role is role) for role in Role}
-    assert {"feedback", "jobs", "logs", "metrics", "requests", "route.requests", "rollouts.control",
+    assert {"approvals", "feedback", "jobs", "logs", "metrics", "requests", "route.requests", "rollouts.control",
             "workflows"} <= set(by_role[Role.INPUT])
     assert {"dlq", "repartition.rollout"} <= set(by_role[Role.INTERNAL])
 
