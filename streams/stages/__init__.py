@@ -42,3 +42,9 @@ from streams.stages.telemetry import MetricsStage  # noqa: E402
 
 STAGES += (MetricsStage,)
 __all__ += ["MetricsStage"]
+
+# Notifications of incidents and commands to receivers (opt-in): issue 17.
+from streams.stages.notify import NotifyStage  # noqa: E402
+
+STAGES += (NotifyStage,)
+__all__ += ["NotifyStage"]
