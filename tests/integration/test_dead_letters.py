@@ -25,6 +25,7 @@ T0 = 1_700_000_000_000
 MAX_EVENT_BYTES = 4096
 WORKER_ENV = {"LOOPWISE_MAX_EVENT_BYTES": str(MAX_EVENT_BYTES)}
 HOUR_MS = 3_600_000
+FUTURE_MS = 1_700_000_000_000 + 13 * 365 * 86_400_000  # 2036: far beyond any clock skew
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,14 @@ def interleaved_inputs() -> list[Sent]:
         bad("workflows", "wf", b"workflow: support-bot\n", "malformed"),
         bad("jobs", "job-1", dumps({"job_id": "job-1", "ts_ms": T0}), "missing_field"),
         bad("route.requests", "rr-1", dumps({"request_id": "rr-1"}), "missing_field"),
+        bad("requests", None, dumps(request_dict("b-nokey")), "missing_key"),
+        bad("feedback", None, dumps(to_dict(make_feedback("r-1", feedback_id="fb-nokey"))), "missing_key"),
+        bad("feedback", "r-2", dumps(to_dict(make_feedback("r-2", kind="rating", value=0.9))), "out_of_range"),
+        # Stamped ten years ahead, on (very likely) every partition: had one reached the correlator,
+        # its partition's clock would dead-letter every later valid request as too_late.
+        *[bad("requests", f"b-future-{i}", dumps(request_dict(f"b-future-{i}", ts_ms=FUTURE_MS)), "from_future")
+          for i in range(8)],
+        bad("feedback", "r-3", dumps(to_dict(make_feedback("r-3", ts_ms=FUTURE_MS))), "from_future"),
     ]
     out: list[Sent] = []
     for index, item in enumerate(bads):
@@ -141,7 +150,7 @@ def test_every_kind_of_bad_input_is_dead_lettered_and_every_valid_one_processed(
         expected_bad = [(s, where) for s, where in zip(sent, placed) if s.reason is not None]
         messages = read_topic(settings, settings.topic("dlq"), at_least=len(expected_bad))
         letters = [DLQ_CODEC.decode(message.value()) for message in messages]
-        assert len(letters) == len(expected_bad) == 23
+        assert len(letters) == len(expected_bad) == 35
         assert [message.key() for message in messages] == [letter.source_topic.encode() for letter in letters]
         by_position = {(letter.source_topic, letter.partition, letter.offset): letter for letter in letters}
         for item, (partition, offset) in expected_bad:
@@ -151,13 +160,13 @@ def test_every_kind_of_bad_input_is_dead_lettered_and_every_valid_one_processed(
         huge = next(letter for letter in letters if letter.key == b"b-huge")
         assert len(huge.value) == DLQ_MAX_VALUE_BYTES and "truncated" in huge.error
         # On the wire the original key and bytes are base64, so any bytes survive JSON.
-        wires = {base64.b64decode(wire["key"]): wire for wire in decoded(messages)}
+        wires = {base64.b64decode(wire["key"]): wire for wire in decoded(messages) if wire["key"] is not None}
         assert base64.b64decode(wires[b"b-utf8"]["value"]) == b'{"request_id": "\xc3\x28"}'
 
         expected_ids = sorted({s.key.decode() for s in sent if s.logical == "requests" and s.reason is None})
         outcomes = decoded(read_topic(settings, settings.topic("outcomes"), at_least=len(expected_ids)))
         assert sorted(o["request_id"] for o in outcomes if not o["is_final"]) == expected_ids
-        assert len(expected_ids) == 22
+        assert len(expected_ids) == 34
         assert worker.is_running
 
 
