@@ -105,10 +105,20 @@ class SatisfactionMonitor:
         self.quiet_until: dict[str, int] = {}  # "workflow\x1fkpi" -> ts
         self.is_dirty = False
         self._gauges: dict[tuple[str, str], float] = {}
+        self._newest: dict[int, int] = {}
+        self._quiet: dict[int, int] = {}
+        self._seen = 0
+        self.idle_after = 5_000
 
-    def observe(self, outcome: Outcome) -> None:
-        """One final outcome, bucketed by when its request was served."""
+    def observe(self, outcome: Outcome, source: int = 0) -> None:
+        """One final outcome, bucketed by when its request was served.
+
+        ``source`` is the input partition: the clock that closes buckets is the slowest
+        partition's newest request time (partitions quiet for ``idle_after`` outcomes of the
+        others do not hold it), so a bucket is judged only once every partition has filled it.
+        """
         ts = outcome.request_ts_ms
+        self._see(source, ts)
         bucket = ts - ts % self.config.bucket_ms
         cells = self.buckets.setdefault(outcome.workflow, {}).setdefault(bucket, {})
         found = [(kpi, x, x * x) for kpi, x in scores(outcome).items()]
@@ -124,7 +134,21 @@ class SatisfactionMonitor:
                     cell[0] += 1.0
                     cell[1] += x
                     cell[2] += xx
-        self.clock_ms = max(self.clock_ms, ts)
+
+    def _see(self, source: int, ts: int) -> None:
+        newest, quiet = self._newest, self._quiet
+        if ts > newest.get(source, 0):
+            newest[source] = ts
+        quiet[source] = 0
+        self._seen += 1
+        if self._seen % 64 and len(newest) > 1:
+            return  # the clock moves by whole buckets: recomputing it every 64 outcomes is plenty
+        for name in quiet:
+            quiet[name] = 0 if name == source else quiet[name] + 64
+        live = [newest[n] for n in newest if quiet[n] < self.idle_after]
+        clock = min(live) if live else ts
+        if clock > self.clock_ms:
+            self.clock_ms = clock
 
     def kpi(self, workflow: str, kpi: str, dim: str = "all", value: str = "") -> float | None:
         """The KPI's value over the current window (NPS in points, −100…100)."""
@@ -244,7 +268,7 @@ class SatisfactionMonitor:
         self.is_dirty = False
         return {"buckets": {w: {str(b): cells for b, cells in bs.items()} for w, bs in self.buckets.items()},
                 "clock_ms": self.clock_ms, "evaluated_ms": self.evaluated_ms, "next_report_ms": self.next_report_ms,
-                "quiet_until": self.quiet_until}
+                "quiet_until": self.quiet_until, "newest": {str(k): v for k, v in self._newest.items()}}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self.buckets = {w: {int(b): {seg: {k: [float(x) for x in v] for k, v in per_kpi.items()}
@@ -253,6 +277,8 @@ class SatisfactionMonitor:
         self.clock_ms, self.evaluated_ms = int(state["clock_ms"]), int(state["evaluated_ms"])
         self.next_report_ms = int(state["next_report_ms"])
         self.quiet_until = {str(k): int(v) for k, v in state["quiet_until"].items()}
+        self._newest = {int(k): int(v) for k, v in state.get("newest", {}).items()}
+        self._quiet = {k: 0 for k in self._newest}
 
 
 def rank_causes(current: Mapping[tuple[str, str, str], Stats], base: Mapping[tuple[str, str, str], Stats],

@@ -116,7 +116,7 @@ class SatisfactionStage(_WholeStreamState):
     def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> None:
         assert isinstance(record, Outcome)
         if record.is_final:
-            self.monitor.observe(record)
+            self.monitor.observe(record, message.partition)
 
     def after_batch(self) -> list[Outgoing]:
         insights = self.monitor.advance()
