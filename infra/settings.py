@@ -206,10 +206,12 @@ class Settings:
 
     @property
     def signing_key_bytes(self) -> bytes:
-        """The HMAC key; in dev mode without a key, a fixed, clearly-named development key."""
+        """The HMAC key; in dev mode without one, this installation's random key (``infra.dev_key``)."""
         if self.signing_key:
             return self.signing_key.reveal().encode()
-        return b"loopwise-dev-signing-key-not-for-production"
+        from infra.dev_key import dev_signing_key  # file I/O only when there is no key in the environment
+
+        return dev_signing_key(self.data_dir)
 
     @property
     def approval_key_bytes(self) -> bytes:

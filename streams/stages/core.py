@@ -9,6 +9,7 @@ from typing import Any, Iterable
 import orjson
 
 from processors.anomaly import DetectorBank
+from processors.commands import CommandGuard, GuardVerdict
 from processors.correlation import FeedbackVerdict, OutcomeCorrelator
 from processors.learning import LearningCore
 from processors.rollout import VersionBook
@@ -21,7 +22,6 @@ from schemas.records import (
     Anomaly, Command, ExperimentDecision, FeedbackEvent, LogEvent, MetricEvent, Outcome, RequestEvent, RouteRequest,
     RolloutStep, RoutingPolicy, WorkflowDefinition,
 )
-from schemas.signing import SignatureError, verify
 from streams.edge import RawMessage
 from streams.stages.base import Outgoing, RekeyStage, Stage, StageEnv
 
@@ -278,6 +278,8 @@ class LearnStage(Stage):
         self.cores: dict[int, LearningCore] = {}
         self._due: set[int] = set()
         self._snapshot_ms: dict[int, int] = {}
+        #: The ids of the commands obeyed, per partition (durable beside the core's snapshot).
+        self._guards: dict[int, CommandGuard] = {}
         env.workflow_listeners.append(self._on_workflow)
 
     def _core(self, partition: int) -> LearningCore:
@@ -298,11 +300,15 @@ class LearnStage(Stage):
         elif isinstance(record, Anomaly):
             core.observe_anomaly(record)
         elif isinstance(record, Command):
-            try:
-                verify(record, self.env.settings.signing_key_bytes)
-            except SignatureError as exc:  # not ours: never obeyed
-                return self.reject(message, f"signature_{exc.reason}", str(exc), out)
+            # Signed, unexpired (in this core's event time, so a replay after a restart judges alike), unused.
+            guard = self._guards.get(message.partition) or self._guards.setdefault(
+                message.partition, CommandGuard(self.env.settings.signing_key_bytes))
+            verdict = guard.check(record, max(core.watermark_ms, record.ts_ms))
+            if verdict is not GuardVerdict.ACCEPTED:  # never obeyed
+                kind = "signature" if verdict in (GuardVerdict.FORGED, GuardVerdict.UNSIGNED) else "command"
+                return self.reject(message, f"{kind}_{verdict}", f"command {record.command_id!r}: {verdict}", out)
             core.observe_command(record)
+            self._due.add(message.partition)  # the guard's memory is committed with this batch
         return True
 
     def after_batch(self) -> list[Outgoing]:
@@ -322,6 +328,8 @@ class LearnStage(Stage):
         # stdlib json: the generators' states hold integers wider than 64 bits, which orjson refuses
         changes = [(p, b"core", json.dumps(self.cores[p].snapshot(), separators=(",", ":")).encode())
                    for p in sorted(self._due) if p in self.cores]
+        changes += [(p, b"commands", orjson.dumps(self._guards[p].snapshot()))
+                    for p in sorted(self._due) if p in self._guards and p in self.cores]
         for p in self._due:
             if p in self.cores:
                 self._snapshot_ms[p] = self.cores[p].watermark_ms
@@ -329,10 +337,14 @@ class LearnStage(Stage):
         return changes
 
     def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> None:
-        latest = None
+        latest = commands = None
         for key, value in records:
             if key == b"core":
                 latest = value
+            elif key == b"commands":
+                commands = value
+        self._guards[partition] = CommandGuard.restore(self.env.settings.signing_key_bytes,
+                                                       None if commands is None else orjson.loads(commands))
         if latest is None:
             self.cores.pop(partition, None)
             return
@@ -346,6 +358,7 @@ class LearnStage(Stage):
 
     def forget(self, partition: int) -> None:
         self.cores.pop(partition, None)
+        self._guards.pop(partition, None)
         self._due.discard(partition)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import stat
 from pathlib import Path
 
 import pytest
@@ -74,8 +76,19 @@ def test_production_needs_a_signing_key_of_32_characters() -> None:
         PROD_KEY.encode())
 
 
-def test_dev_mode_without_a_key_uses_the_named_development_key() -> None:
-    assert Settings.from_env({}).signing_key_bytes == b"loopwise-dev-signing-key-not-for-production"
+def test_dev_mode_without_a_key_generates_a_private_key_per_installation(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    first = Settings.from_env({"LOOPWISE_DATA_DIR": str(tmp_path / "a")})
+    key = first.signing_key_bytes
+    assert len(key) >= 32 and b"loopwise" not in key  # no public constant
+    assert first.signing_key_bytes == key == Settings.from_env({"LOOPWISE_DATA_DIR": str(tmp_path / "a")}).signing_key_bytes
+    path = tmp_path / "a" / "signing.key"
+    assert path.read_bytes().strip() == key and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert Settings.from_env({"LOOPWISE_DATA_DIR": str(tmp_path / "b")}).signing_key_bytes != key
+    logged = [r.getMessage() for r in caplog.records if "generated" in r.getMessage()]
+    assert len(logged) == 2 and str(path) in logged[0]
+    assert not any(key.decode() in r.getMessage() for r in caplog.records)  # the path, never the secret
 
 
 @hypothesis_settings(max_examples=25)  # unit tests stay in milliseconds
