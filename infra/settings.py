@@ -92,7 +92,7 @@ class Settings:
     #: Capacity (``forecast``, ``scale``, ``schedule`` stages): provisioning lead time, utilisation aimed at,
     #: cost of one replica-hour and the most extra capacity may cost; job price schedule (JSON) and its time zone.
     scaling_lead_s: float = 300.0
-    scaling_target_utilisation: float = 0.75
+    scaling_target_utilisation: float = 0.85
     scaling_replica_cost_usd_per_hour: float = 1.0
     scaling_max_extra_usd_per_hour: float | None = None
     job_prices: str | None = None
@@ -151,7 +151,7 @@ class Settings:
             receiver_secrets={name: Secret(value) for name, value in env.items()
                               if name.startswith("LOOPWISE_RECEIVER_") and value},
             scaling_lead_s=_float(env, "LOOPWISE_SCALING_LEAD_S", 300.0, minimum=0.0),
-            scaling_target_utilisation=_float(env, "LOOPWISE_SCALING_TARGET_UTILISATION", 0.75, minimum=0.05),
+            scaling_target_utilisation=_float(env, "LOOPWISE_SCALING_TARGET_UTILISATION", 0.85, minimum=0.2),
             scaling_replica_cost_usd_per_hour=_float(env, "LOOPWISE_SCALING_REPLICA_COST_USD_PER_HOUR", 1.0,
                                                      minimum=0.0),
             scaling_max_extra_usd_per_hour=(_float(env, "LOOPWISE_SCALING_MAX_EXTRA_USD_PER_HOUR", 0.0, minimum=0.0)

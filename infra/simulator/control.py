@@ -43,6 +43,12 @@ class ControlState:
     allocations: dict[int, F64] = field(default_factory=dict)
     experiment_decisions: dict[str, ExperimentDecision] = field(default_factory=dict)
     ignored: int = 0
+    #: ``scale_to`` commands: (due ms, route, absolute scale) landing after their provisioning delay.
+    pending_absolute: list[tuple[int, int, float]] = field(default_factory=list)
+    #: ``release`` commands obeyed: (job id, attempt) → when (a repeated id is not released again).
+    released_jobs: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: How long a replica takes to come up when a ``scale_to`` adds capacity.
+    provisioning_delay_ms: int = 300_000
 
     def __post_init__(self) -> None:
         n = len(self.truth.routes)
@@ -69,6 +75,18 @@ class ControlState:
             factor = self._params(command, "factor", 2.0 if action == "scale_up" else 0.5)
             delay_ms = int(self._params(command, "delay_s", 60.0) * 1000)
             self.pending_scale.extend((now_ms + delay_ms, r, factor) for r in routes)
+        elif action == "scale_to" and routes:
+            # Absolute replicas of replica_rps each; more capacity arrives after the provisioning delay,
+            # less is removed at once (as a platform releases a node).
+            replicas, per_replica = self._params(command, "replicas", 1.0), self._params(command, "replica_rps", 0.0)
+            for r in routes:
+                base = float(self.truth.capacity[r])
+                scale = replicas * per_replica / base if per_replica > 0 and base > 0 else replicas
+                due = now_ms + (self.provisioning_delay_ms if scale > self.scale[r] else 0)
+                self.pending_absolute.append((due, r, scale))
+        elif action == "release":
+            key = (command.target, int(self._params(command, "attempt", 1.0)))
+            self.released_jobs.setdefault(key, now_ms)
         elif action == "shed_load":
             targets = range(len(self.truth.scenario.workflows)) if command.target == "*" else ([wf] if wf is not None else [])
             for w in targets:
@@ -106,6 +124,9 @@ class ControlState:
         for _, r, factor in due:
             self.scale[r] *= factor
         self.pending_scale = [p for p in self.pending_scale if p[0] > now_ms]
+        for _, r, scale in sorted(p for p in self.pending_absolute if p[0] <= now_ms):
+            self.scale[r] = scale
+        self.pending_absolute = [p for p in self.pending_absolute if p[0] > now_ms]
         return self.scale
 
     def is_open(self, now_ms: int) -> npt.NDArray[np.bool_]:

@@ -11,7 +11,7 @@ The forecaster is multiplicative seasonal with a short-term level:
 
     forecast(t + h) = level(t) * day_profile(time of day of t + h) * week_factor(weekday of t + h)
 
-``day_profile`` has 15-minute slots, read with linear interpolation and
+``day_profile`` has 5-minute slots (a daily surge keeps its edges), read with linear interpolation and
 learnt across days; ``level`` follows the last minutes' ratio of actual to
 profile, so a day busier than usual is followed within minutes. Until a day
 has been seen the forecast is the level alone (the recent mean). Prediction
@@ -22,7 +22,7 @@ each horizon: no distribution is assumed.
 from __future__ import annotations
 
 import math
-from collections import deque
+from array import array
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -48,13 +48,13 @@ class ForecasterConfig:
     """Parameters of ``SeasonalForecaster``: bucket, slots, smoothing, interval quantiles."""
 
     bucket_ms: int = 60_000
-    slot_ms: int = 900_000
+    slot_ms: int = 300_000
     level_alpha: float = 0.12
     profile_alpha_min: float = 0.03
     week_alpha: float = 0.004
     horizons: tuple[int, ...] = DEFAULT_HORIZONS
     interval: tuple[float, float] = (0.05, 0.95)
-    residuals: int = 240
+    residuals: int = 120
     is_weekly: bool = True
 
 
@@ -76,17 +76,19 @@ class SeasonalForecaster:
     def __init__(self, config: ForecasterConfig = ForecasterConfig()) -> None:
         self.config = config
         n_slots = DAY_MS // config.slot_ms
-        self.profile = [0.0] * n_slots
-        self.profile_n = [0] * n_slots
+        # Compact arrays, not lists of floats: an entity costs a few kB, so 10 k entities fit in tens of MB.
+        self.profile = array("d", [0.0]) * n_slots
+        self.profile_n = array("q", [0]) * n_slots
         self.week = [1.0] * 7
         self.level = 1.0
         self.recent = 0.0
         self.first_ms: int | None = None
         self.last_ms: int | None = None
-        #: Forecasts waiting for their actual: bucket start → [(horizon, value)].
-        self.pending: dict[int, list[tuple[int, float]]] = {}
-        #: Per horizon, the last actual/forecast ratios (sorted copies are made when intervals are read).
-        self.ratios: dict[int, deque[float]] = {h: deque(maxlen=config.residuals) for h in config.horizons}
+        #: Forecasts waiting for their actual, per horizon: a ring of (target bucket number, value).
+        self.pending_at = {h: array("q", [-1]) * h for h in config.horizons}
+        self.pending_value = {h: array("d", [0.0]) * h for h in config.horizons}
+        #: Per horizon, a ring of the last actual/forecast ratios (sorted copies are made when intervals are read).
+        self.ratios = {h: array("d") for h in config.horizons}
         #: Interval quantiles per horizon, refreshed every ``_REFRESH`` new ratios (sorting each bucket costs 100 µs).
         self._quantiles: dict[int, tuple[float, float, int]] = {}
         self._seen: dict[int, int] = {}
@@ -111,10 +113,12 @@ class SeasonalForecaster:
         cfg = self.config
         if self.first_ms is None:
             self.first_ms, self.recent = bucket_ms, value
-        for horizon, predicted in self.pending.pop(bucket_ms, ()):
-            if predicted > 1e-9 and horizon in self.ratios:
-                self.ratios[horizon].append(value / predicted)
-                self._seen[horizon] = self._seen.get(horizon, 0) + 1
+        number = bucket_ms // cfg.bucket_ms
+        for horizon, targets in self.pending_at.items():
+            slot = number % horizon
+            predicted = self.pending_value[horizon][slot]
+            if targets[slot] == number and predicted > 1e-9:
+                self._add_ratio(horizon, value / predicted)
         self.last_ms = bucket_ms
         self.recent += 0.2 * (value - self.recent)
         mid = bucket_ms + cfg.bucket_ms // 2
@@ -157,10 +161,20 @@ class SeasonalForecaster:
             value = max(self.level * self.base(target_ms + cfg.bucket_ms // 2), 0.0)
         else:
             value = max(self.recent, 0.0)
-        self.pending.setdefault(target_ms, []).append((horizon, value))
+        number = target_ms // cfg.bucket_ms
+        self.pending_at[horizon][number % horizon] = number
+        self.pending_value[horizon][number % horizon] = value
         lo, hi = self._interval(horizon)
         lower, upper = value * lo, value * hi
         return Point(horizon * cfg.bucket_ms, value, min(lower, value), max(upper, value))
+
+    def _add_ratio(self, horizon: int, ratio: float) -> None:
+        ring, seen = self.ratios[horizon], self._seen.get(horizon, 0)
+        if len(ring) < self.config.residuals:
+            ring.append(ratio)
+        else:
+            ring[seen % self.config.residuals] = ratio
+        self._seen[horizon] = seen + 1
 
     def _interval(self, horizon: int) -> tuple[float, float]:
         ratios = self.ratios[horizon]
@@ -180,10 +194,10 @@ class SeasonalForecaster:
     def snapshot(self) -> dict[str, Any]:
         """Plain-JSON state (round trips through ``restore``)."""
         return {
-            "profile": self.profile, "profile_n": self.profile_n, "week": self.week, "level": self.level,
-            "recent": self.recent, "first_ms": self.first_ms, "last_ms": self.last_ms,
-            "pending": [[k, v] for k, v in self.pending.items()],
-            "ratios": {str(h): list(r) for h, r in self.ratios.items()},
+            "profile": self.profile.tolist(), "profile_n": self.profile_n.tolist(), "week": self.week,
+            "level": self.level, "recent": self.recent, "first_ms": self.first_ms, "last_ms": self.last_ms,
+            "pending": {str(h): [self.pending_at[h].tolist(), self.pending_value[h].tolist()] for h in self.pending_at},
+            "ratios": {str(h): r.tolist() for h, r in self.ratios.items()},
             "quantiles": {str(h): list(q) for h, q in self._quantiles.items()},
             "seen": {str(h): n for h, n in self._seen.items()},
         }
@@ -192,15 +206,17 @@ class SeasonalForecaster:
     def restore(cls, data: dict[str, Any], config: ForecasterConfig = ForecasterConfig()) -> "SeasonalForecaster":
         """Rebuild from ``snapshot()``."""
         f = cls(config)
-        f.profile, f.profile_n = [float(x) for x in data["profile"]], [int(x) for x in data["profile_n"]]
+        f.profile, f.profile_n = array("d", data["profile"]), array("q", data["profile_n"])
         f.week, f.level, f.recent = [float(x) for x in data["week"]], float(data["level"]), float(data["recent"])
         f.first_ms, f.last_ms = data["first_ms"], data["last_ms"]
-        f.pending = {int(k): [(int(h), float(v)) for h, v in items] for k, items in data["pending"]}
+        for h, (targets, values) in data["pending"].items():
+            if int(h) in f.pending_at:
+                f.pending_at[int(h)], f.pending_value[int(h)] = array("q", targets), array("d", values)
         f._quantiles = {int(h): (float(q[0]), float(q[1]), int(q[2])) for h, q in data.get("quantiles", {}).items()}
         f._seen = {int(h): int(n) for h, n in data.get("seen", {}).items()}
         for h, values in data["ratios"].items():
             if int(h) in f.ratios:
-                f.ratios[int(h)].extend(float(x) for x in values)
+                f.ratios[int(h)] = array("d", values)
         return f
 
 

@@ -7,8 +7,9 @@ and asked in event time which jobs to release now (``advance``). A job is releas
 - only once every job it depends on has succeeded;
 - at the cheapest start in its window (``PriceSchedule``: a price multiplier per
   hour of the day per route or provider, in a time zone), the window running from
-  now to the latest start that still meets its deadline with a safety slack
-  (jobs without a deadline wait at most ``default_window_ms``);
+  now to the latest start that still meets its deadline — and the deadlines of
+  the jobs waiting for it (critical path) — with room for one failed attempt and a
+  safety slack (jobs without a deadline wait at most ``default_window_ms``);
 - when the route has capacity headroom and fewer than ``max_running_per_route``
   jobs running — unless it is at its latest start, where the deadline wins;
 - higher priority first, then earliest latest-start;
@@ -48,13 +49,24 @@ class PriceSchedule:
             if len(values) != 24:
                 raise ValueError(f"price schedule of {name!r} has {len(values)} hours, not 24")
         self.tz = ZoneInfo(tz)
+        self._hours: dict[int, int] = {}
+
+    def local_hour(self, ts_ms: int) -> int:
+        """The hour of the day at ``ts_ms`` in the schedule's zone (cached per quarter hour: zones differ by those)."""
+        quarter = ts_ms // 900_000
+        hour = self._hours.get(quarter)
+        if hour is None:
+            if len(self._hours) > 100_000:
+                self._hours.clear()
+            hour = self._hours[quarter] = datetime.fromtimestamp(quarter * 900, self.tz).hour
+        return hour
 
     def price(self, route: str | None, ts_ms: int) -> float:
         """The multiplier in force at ``ts_ms`` for ``route`` (1.0 for a route without a schedule)."""
         values = self.hourly.get(route or "") or self.hourly.get("*")
         if values is None:
             return 1.0
-        return values[datetime.fromtimestamp(ts_ms / 1000, self.tz).hour]
+        return values[self.local_hour(ts_ms)]
 
     def mean_price(self, route: str | None, start_ms: int, duration_ms: int) -> float:
         """The time-weighted mean multiplier over ``[start, start + duration)``."""
@@ -62,7 +74,7 @@ class PriceSchedule:
             return self.price(route, start_ms)
         total, t, end = 0.0, start_ms, start_ms + duration_ms
         while t < end:
-            step = min(end, t - t % HOUR_MS + HOUR_MS) - t
+            step = min(end, t - t % 900_000 + 900_000) - t
             total += self.price(route, t) * step
             t += step
         return total / duration_ms
@@ -80,6 +92,8 @@ class SchedulerConfig:
     retry_max_ms: int = 3_600_000
     max_attempts: int = 3
     seed: int = 0
+    #: Room kept before a deadline for this many failed attempts (each: the job's duration and a backoff).
+    retry_reserve: int = 1
 
 
 @dataclass
@@ -136,6 +150,9 @@ class JobScheduler:
         self.jobs: dict[str, Job] = {}
         self.headroom: dict[str, float] = {}
         self.changed: set[str] = set()
+        #: Who waits for whom: a job's latest finish is its dependents' latest start (critical path).
+        self.dependents: dict[str, list[str]] = {}
+        self._latest: dict[str, int] = {}
 
     # ------------------------------------------------------------------ input
 
@@ -150,8 +167,13 @@ class JobScheduler:
         if cron:
             job.status = "recurring"
             job.next_run_ms = next_occurrence(cron, tz or "UTC", ts_ms - 1)
-        self.jobs[job_id] = job
+        self._index(job)
         self.changed.add(job_id)
+
+    def _index(self, job: Job) -> None:
+        self.jobs[job.job_id] = job
+        for dep in job.depends_on:
+            self.dependents.setdefault(dep, []).append(job.job_id)
 
     def status(self, job_id: str, status: str, *, attempt: int | None, ts_ms: int) -> None:
         """A job reports how an attempt ended (``succeeded`` or ``failed``); stale attempts are ignored."""
@@ -184,10 +206,25 @@ class JobScheduler:
     # ------------------------------------------------------------------ decisions
 
     def latest_start_ms(self, job: Job, now_ms: int) -> int:
-        """The last start that still meets the deadline with the slack (the window's end without one)."""
+        """The last start that still lets this job and every job waiting for it meet their deadlines,
+        with the slack each (without a deadline: the end of the default window)."""
+        found = self._latest.get(job.job_id)
+        if found is not None:
+            return found
+        self._latest[job.job_id] = 2**62  # a dependency cycle ends here instead of recursing forever
         if job.deadline_ms is None:
-            return job.submitted_ms + self.config.default_window_ms
-        return job.deadline_ms - job.duration_ms - self.config.slack_ms
+            finish = job.submitted_ms + self.config.default_window_ms + job.duration_ms
+        else:
+            finish = job.deadline_ms
+        for child in self.dependents.get(job.job_id, ()):
+            waiting = self.jobs.get(child)
+            if waiting is not None and waiting.status in (WAITING, RELEASED):
+                finish = min(finish, self.latest_start_ms(waiting, now_ms))
+        cfg = self.config
+        retries = min(cfg.retry_reserve, max(cfg.max_attempts - job.attempt - 1, 0))
+        latest = finish - job.duration_ms * (1 + retries) - retries * cfg.retry_base_ms - cfg.slack_ms
+        self._latest[job.job_id] = latest
+        return latest
 
     def best_start_ms(self, job: Job, now_ms: int, latest_ms: int) -> tuple[int, float]:
         """The cheapest start in ``[now, latest]`` (now or an hour boundary) and its mean price."""
@@ -203,6 +240,7 @@ class JobScheduler:
     def advance(self, now_ms: int) -> list[Release]:
         """The jobs to release at ``now_ms``, in release order."""
         self._spawn_recurring(now_ms)
+        self._latest.clear()
         running: dict[str, int] = {}
         for job in self.jobs.values():
             if job.status == RELEASED:
@@ -259,8 +297,7 @@ class JobScheduler:
         return out
 
     def load(self, data: dict[str, Any]) -> None:
-        job = Job(**data)
-        self.jobs[job.job_id] = job
+        self._index(Job(**data))
 
 
 def next_occurrence(cron: str, tz: str, after_ms: int) -> int:

@@ -34,8 +34,8 @@ class ScalingConfig:
     """How desired replicas are derived from forecast demand."""
 
     replica_rps: float = 10.0
-    target_utilisation: float = 0.75
-    down_utilisation: float = 0.55
+    target_utilisation: float = 0.85
+    down_utilisation: float = 0.7
     min_replicas: int = 1
     max_replicas: int = 100
     cooldown_ms: int = 600_000
@@ -76,14 +76,14 @@ class ScalingPlanner:
     """Desired replicas per target from forecasts; one ``TargetState`` each.
 
     >>> p = ScalingPlanner(ScalingConfig(replica_rps=10, min_replicas=1))
-    >>> p.plan("gpu-pool", 0, 45.0).replicas  # 45 rps at 75 % of 10 rps per replica
+    >>> p.plan("gpu-pool", 0, 45.0).replicas  # 45 rps at 85 % of 10 rps per replica
     6
     >>> p.plan("gpu-pool", 60_000, 20.0) is None  # down is held by the cooldown
     True
     >>> p.plan("gpu-pool", 700_000, 20.0) is None  # and a direction change by the 30-minute rule
     True
-    >>> p.plan("gpu-pool", 1_900_000, 20.0).replicas
-    4
+    >>> p.plan("gpu-pool", 1_900_000, 20.0).replicas  # down at 70 %: the band between 70 and 85 % holds
+    3
     """
 
     def __init__(self, config: ScalingConfig = ScalingConfig()) -> None:

@@ -178,6 +178,12 @@ def _route_of(entity: str) -> str | None:
     return None
 
 
+def _peak_upper(forecast: Forecast, from_s: float, to_s: float) -> float:
+    """The most demand the forecast's upper bounds allow between ``from_s`` and ``to_s`` ahead."""
+    inside = [u for h, u in zip(forecast.horizons_s, forecast.upper) if from_s <= h <= to_s]
+    return max([_upper_at(forecast, from_s), _upper_at(forecast, to_s), *inside])
+
+
 def _upper_at(forecast: Forecast, horizon_s: float) -> float:
     """The forecast's upper bound at ``horizon_s`` (linear between its horizons; the current value before the first)."""
     xs, ys = [0.0, *forecast.horizons_s], [forecast.value, *forecast.upper]
@@ -207,13 +213,15 @@ class ScaleStage(Stage):
     name = "scale"
     inputs = ("forecasts",)
     has_state = True
+    #: Capacity is planned for the peak of the upper bound from the lead time to this much after it.
+    _WINDOW_S = 600.0
 
     def __init__(self, env: StageEnv) -> None:
         super().__init__(env)
         s = env.settings
         cap = s.scaling_max_extra_usd_per_hour
         self.config = ScalingConfig(target_utilisation=s.scaling_target_utilisation,
-                                    down_utilisation=s.scaling_target_utilisation * 0.75,
+                                    down_utilisation=max(s.scaling_target_utilisation - 0.15, 0.05),
                                     cost_per_replica_hour_usd=s.scaling_replica_cost_usd_per_hour,
                                     max_extra_usd_per_hour=math.inf if cap is None else cap,
                                     lead_ms=int(s.scaling_lead_s * 1000))
@@ -228,7 +236,8 @@ class ScaleStage(Stage):
         if route is None or replica_rps is None:
             return
         planner = self.planners.setdefault(message.partition, ScalingPlanner(self.config))
-        demand = _upper_at(record, self.config.lead_ms / 1000 + record.bucket_s)
+        lead_s = self.config.lead_ms / 1000 + record.bucket_s
+        demand = max(record.value, _peak_upper(record, lead_s, lead_s + self._WINDOW_S))
         decision = planner.plan(route, record.ts_ms, demand, replica_rps)
         self.gauges.desired_replicas.labels(route).set(planner.targets[route].replicas)
         if decision is not None:
