@@ -74,5 +74,7 @@ def recommend(error_class: ErrorClass, carriers: Mapping[str, str]) -> str:
     >>> recommend(ErrorClass.UPSTREAM_5XX, {"route": "gpt-large"})
     'route away from gpt-large (its provider is failing): open its circuit and fail over to the fallback route'
     """
-    names = {key: carriers.get(key) or "?" for key in ("route", "workflow", "variant", "service")}
+    unknown = {"route": "(route not reported)", "workflow": "(workflow not reported)", "variant": "in use",
+               "service": "the service"}
+    names = {key: carriers.get(key) or unknown[key] for key in unknown}
     return RECOMMENDATIONS[error_class].format(**names)

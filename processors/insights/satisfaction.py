@@ -67,7 +67,7 @@ def _segments(outcome: Outcome) -> list[str]:
 @dataclass(frozen=True, slots=True)
 class SatisfactionConfig:
     """bucket_ms: KPI bucket; current/baseline: buckets compared; z_drop, min_rel: what counts as a drop;
-    min_n: scores needed in the current window; cooldown_ms: quiet time after a drop per workflow × KPI;
+    min_n: scores needed in the current window; cooldown_ms: quiet time of a workflow after its drop;
     report_ms: how often KPI summaries are published; min_segment_n: smallest segment ranked as a cause."""
 
     bucket_ms: int = 300_000
@@ -102,7 +102,7 @@ class SatisfactionMonitor:
         self.clock_ms = 0
         self.evaluated_ms = 0
         self.next_report_ms = 0
-        self.quiet_until: dict[str, int] = {}  # "workflow\x1fkpi" -> ts
+        self.quiet_until: dict[str, int] = {}  # workflow -> no new drop before
         self.is_dirty = False
         self._gauges: dict[tuple[str, str], float] = {}
         self._newest: dict[int, int] = {}
@@ -208,19 +208,16 @@ class SatisfactionMonitor:
             cur, old = current.get(("all", "", kpi)), base.get(("all", "", kpi))
             if cur is None or old is None or cur[0] < cfg.min_n or old[0] < cfg.min_n:
                 continue
-            if self.quiet_until.get(f"{workflow}\x1f{kpi}", 0) > ts_ms:
-                continue
             m1, m0 = cur[1] / cur[0], old[1] / old[0]
             se = math.sqrt(_var(cur) / cur[0] + _var(old) / old[0]) or 1e-9
             z = (m0 - m1) / se if is_higher_better else (m1 - m0) / se
             rel = abs(m1 - m0) / max(abs(m0), 1e-9) if kpi != "nps" else abs(m1 - m0)
             if z >= cfg.z_drop and rel >= cfg.min_rel:
                 drops.append((z, kpi, m0, m1))
-        if not drops:
-            return None
+        if not drops or self.quiet_until.get(workflow, 0) > ts_ms:
+            return None  # one drop, one insight: the KPIs that follow it down are the same event
         z, kpi, m0, m1 = max(drops)
-        for _z, other, _a, _b in drops:
-            self.quiet_until[f"{workflow}\x1f{other}"] = ts_ms + cfg.cooldown_ms
+        self.quiet_until[workflow] = ts_ms + cfg.cooldown_ms
         causes = rank_causes(current, base, kpi, cfg.min_segment_n)
         return self._insight(workflow, kpi, m0, m1, z, causes, [d[1] for d in drops], ts_ms)
 
