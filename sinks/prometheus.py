@@ -43,8 +43,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS_S, registry=reg,
         )
         self._lag = Gauge(
-            "loopwise_consumer_lag", "Messages not yet processed, per topic and partition.",
-            ["topic", "partition"], registry=reg,
+            "loopwise_consumer_lag", "Messages not yet processed, per stage (consumer group), topic and partition; "
+            "0 on a partition read to its end.", ["stage", "topic", "partition"], registry=reg,
+        )
+        self._unassigned = Gauge(
+            "loopwise_stage_unassigned_seconds", "How long a stage's consumer has held no partition (0: assigned).",
+            ["stage"], registry=reg,
         )
         self._lake_records = Counter("loopwise_lake_records_total", "Records written to the Parquet lake, per topic.",
                                      ["topic"], registry=reg)
@@ -92,8 +96,11 @@ class Metrics:
     def lake_files(self, action: str) -> Any:
         return self._child(self._lake_files, action)
 
-    def set_lag(self, topic: str, partition: int, lag: int) -> None:
-        self._child(self._lag, topic, str(partition)).set(lag)
+    def set_lag(self, topic: str, partition: int, lag: int, *, stage: str = "") -> None:
+        self._child(self._lag, stage, topic, str(partition)).set(lag)
+
+    def set_unassigned(self, stage: str, seconds: float) -> None:
+        self._child(self._unassigned, stage).set(seconds)
 
     def set_satisfaction(self, workflow: str, kpi: str, value: float) -> None:
         self._child(self._satisfaction, workflow, kpi).set(value)
@@ -103,7 +110,7 @@ class Metrics:
         found = self.registry.get_sample_value(name, labels)
         return 0.0 if found is None else found
 
-    def serve(self, port: int, addr: str = "0.0.0.0", token: str | None = None) -> int:
+    def serve(self, port: int, addr: str = "127.0.0.1", token: str | None = None) -> int:
         """Serve ``/metrics``, ``/healthz`` and ``/readyz`` in a daemon thread; returns the bound port (0 picks one)."""
         server = start_server(self.registry, self.probes, port, addr, token)
         bound = int(server.server_address[1])

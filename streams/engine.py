@@ -69,6 +69,8 @@ class EngineConfig:
     #: the stage lock while an urgent stage waits.
     urgent_stages: frozenset[str] = frozenset({"correlate", "route"})
     background_linger_s: float = 0.1
+    #: How long a runner keeps retrying a transaction through a broker outage before it gives up.
+    outage_timeout_s: float = 600.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "EngineConfig":
@@ -153,6 +155,16 @@ class StageRunner:
         self._committer: ThreadPoolExecutor | None = None
         self._side_pending: set[tuple[str, int]] = set()
         self._in_flight: Future[None] | None = None
+        # Partitions read to their end (a PARTITION_EOF since the last message): lag 0, whatever
+        # the high watermark says (a transaction's commit marker is one offset no message fills).
+        self._at_end: dict[tuple[str, int], int] = {}
+        self._unassigned_since: float | None = time.monotonic()
+        self._started_s = time.monotonic()
+        self._is_unassigned_reported = False
+        self._last_rejoin_s = 0.0
+        self._transient_logged: dict[int, float] = {}
+        self._was_assigned = False
+        self._resubscribe: Callable[[], None] | None = None
 
     def start(self) -> None:
         ensure_repartition_topics(self.settings, self.stage)
@@ -200,8 +212,10 @@ class StageRunner:
             consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t in self.stage.topics
                              for p in metadata.topics[t].partitions])
         else:
-            consumer.subscribe(list(self.stage.topics), on_assign=self._on_assign(producer),
-                               on_revoke=self._on_revoke, on_lost=self._on_revoke)
+            on_assign = self._on_assign(producer)
+            self._resubscribe = lambda: consumer.subscribe(list(self.stage.topics), on_assign=on_assign,
+                                                           on_revoke=self._on_revoke, on_lost=self._on_revoke)
+            self._resubscribe()
         self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"loopwise-{self.stage.name}-commit")
         try:
             while not self._stop.is_set():
@@ -210,8 +224,8 @@ class StageRunner:
                 messages = _next_batch(consumer, self.config.batch_max, self.config.poll_timeout_s, self._linger_s)
                 batch = [_raw(m) for m in messages if m.error() is None]
                 for m in messages:
-                    if m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(m.error())
+                    if m.error() is not None:
+                        self._consumer_error(m)
                 if batch:
                     self._process(batch, producer, consumer)
                 else:
@@ -221,6 +235,7 @@ class StageRunner:
                         self._process([], producer, consumer)  # idle inputs: let event-time clocks move
                 if time.monotonic() >= self._next_lag_s:
                     self._report_lag(consumer)
+                    self._watch_assignment(consumer)
             self._await_commit()  # the batch in hand is committed before the group is left
             if not self._is_transactional and not self.stage.is_global and self.positions:
                 # At-least-once stages commit asynchronously: the last positions, once more, synchronously.
@@ -244,6 +259,7 @@ class StageRunner:
             "heartbeat.interval.ms": max(500, int(self.settings.session_timeout_s * 1000 / 6)),
             # range keeps partition i of every input topic on one member (requests and their feedback meet)
             "partition.assignment.strategy": "range", "fetch.queue.backoff.ms": 0,
+            "enable.partition.eof": True,  # tells an idle partition (lag 0) from an unread one
         }
         wait_ms = self.settings.effective_fetch_max_wait_ms
         if wait_ms is not None:
@@ -329,20 +345,37 @@ class StageRunner:
     def _commit_transaction(self, producer: Producer, group: object, outgoing: Sequence[Outgoing],
                             changes: Sequence[tuple[int, bytes, bytes | None]],
                             offsets: dict[tuple[str, int], int]) -> None:
-        """One batch's outputs, state changes and offsets in one transaction (on the committer thread)."""
-        try:
-            producer.begin_transaction()
-            self._produce(producer, outgoing, changes)
-            if offsets:  # an idle tick consumed nothing
-                producer.send_offsets_to_transaction(_partitions(offsets), group, 30)
-            _retry(lambda: producer.commit_transaction(30))
-        except KafkaException as exc:
-            # The in-memory state already holds this batch: it cannot be un-applied, so the
-            # runner stops and the next owner of these partitions restores from the changelog.
-            error = exc.args[0]
-            if error.txn_requires_abort():
-                producer.abort_transaction(30)
-            raise EngineError(f"stage {self.stage.name}: transaction failed: {error.str()}") from exc
+        """One batch's outputs, state changes and offsets in one transaction (on the committer thread).
+
+        A broker outage is weathered: retriable failures are retried with backoff, and a
+        transaction that cannot complete is aborted and the SAME outputs, changes and offsets
+        produced again in a new one (the in-memory state already holds the batch, so redoing
+        it is the only way forward, and readers see it once). Only a fatal error, or an outage
+        longer than ``EngineConfig.outage_timeout_s``, stops the runner: the next owner of the
+        partitions then restores from the changelog.
+        """
+        deadline = time.monotonic() + self.config.outage_timeout_s
+        attempt = 0
+        while True:
+            try:
+                _call_retrying(producer.begin_transaction, deadline)
+                self._produce(producer, outgoing, changes)
+                if offsets:  # an idle tick consumed nothing
+                    _call_retrying(lambda: producer.send_offsets_to_transaction(_partitions(offsets), group, 30),
+                                   deadline)
+                _call_retrying(lambda: producer.commit_transaction(30), deadline)
+                if attempt:
+                    log.warning("stage %s: transaction committed after %d retries", self.stage.name, attempt)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.fatal() or time.monotonic() > deadline:
+                    raise EngineError(f"stage {self.stage.name}: transaction failed: {error.str()}") from exc
+                attempt += 1
+                log.warning("stage %s: transaction failed (%s); aborting it and producing the batch again "
+                            "(attempt %d)", self.stage.name, error.str(), attempt)
+                _abort(producer, deadline)
+                time.sleep(min(10.0, 0.5 * 2 ** min(attempt, 5)))
 
     def _produce(self, producer: Producer, outgoing: Sequence[Outgoing],
                  changes: Sequence[tuple[int, bytes, bytes | None]]) -> None:
@@ -359,6 +392,63 @@ class StageRunner:
         for topic, n in counts.items():
             self.metrics.events_out(topic).inc(n)
 
+    def readiness(self) -> tuple[bool, str]:
+        """Whether this runner serves (for ``/readyz``): running, and holding partitions unless it is
+        global. A member without partitions for longer than the session timeout is not ready (also
+        a spare member of a group with more members than partitions)."""
+        if self.error is not None:
+            return False, f"failed: {type(self.error).__name__}"
+        if not self._thread.is_alive():
+            return False, "not running"
+        if self.stage.is_global or self._unassigned_since is None:
+            return True, "ok"
+        idle_s = time.monotonic() - self._unassigned_since
+        if not self._was_assigned:
+            return False, f"waiting for its first partition assignment ({idle_s:.0f} s)"
+        if idle_s > self.settings.session_timeout_s:
+            return False, f"no partitions assigned for {idle_s:.0f} s"
+        return True, "rebalancing"
+
+    def _consumer_error(self, message: Message) -> None:
+        """A PARTITION_EOF marks the partition read to its end; a broker outage is waited out, logged
+        once per kind every 30 s (librdkafka reconnects by itself); anything else stops the runner."""
+        error = message.error()
+        if error.code() == KafkaError._PARTITION_EOF:
+            self._at_end[(message.topic(), message.partition())] = message.offset()
+            return
+        if error.fatal() or not (error.retriable() or error.code() in _TRANSIENT):
+            raise KafkaException(error)
+        now = time.monotonic()
+        if now - self._transient_logged.get(error.code(), -1e9) >= 30.0:
+            self._transient_logged[error.code()] = now
+            log.warning("stage %s: %s (broker unreachable? waiting for it)", self.stage.name, error.str())
+
+    def _watch_assignment(self, consumer: Consumer) -> None:
+        """Log, measure and (after 3 session timeouts) rejoin when the group gives this stage nothing."""
+        if self.stage.is_global:
+            return
+        now = time.monotonic()
+        if consumer.assignment():
+            if self._is_unassigned_reported:
+                log.info("stage %s has partitions again", self.stage.name)
+            self._unassigned_since, self._is_unassigned_reported, self._was_assigned = None, False, True
+            self.metrics.set_unassigned(self.stage.name, 0.0)
+            return
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+        idle_s, timeout_s = now - self._unassigned_since, self.settings.session_timeout_s
+        self.metrics.set_unassigned(self.stage.name, idle_s)
+        if idle_s > timeout_s and not self._is_unassigned_reported:
+            self._is_unassigned_reported = True
+            log.warning("stage %s: no partitions assigned for %.0f s (session timeout %.0f s): not ready",
+                        self.stage.name, idle_s, timeout_s)
+        if idle_s > 3 * timeout_s and now - self._last_rejoin_s > 5 * timeout_s and self._resubscribe is not None:
+            self._last_rejoin_s = now
+            log.warning("stage %s: still no partitions after %.0f s; leaving and rejoining group %s",
+                        self.stage.name, idle_s, self._group)
+            consumer.unsubscribe()
+            self._resubscribe()
+
     def _report_lag(self, consumer: Consumer) -> None:
         """Messages not yet processed per partition, from the high watermarks the fetches carried."""
         self._next_lag_s = time.monotonic() + 5.0
@@ -372,8 +462,10 @@ class StageRunner:
                 continue
             position = self.positions.get((tp.topic, tp.partition))
             if position is not None:
-                self.metrics.set_lag(tp.topic, tp.partition, max(0, high - position))
-                total += max(0, high - position)
+                end = self._at_end.get((tp.topic, tp.partition), -1)
+                lag = 0 if end >= position else max(0, high - position)
+                self.metrics.set_lag(tp.topic, tp.partition, lag, stage=self.stage.name)
+                total += lag
         self.metrics.domain.stage_lag.labels(self.stage.name).set(total)
 
     # --------------------------------------------------------------- rebalances
@@ -490,6 +582,46 @@ def _flush(producer: Producer) -> None:
     remaining = producer.flush(30)
     if remaining:
         raise EngineError(f"{remaining} messages not delivered within 30 s")
+
+
+#: Consumer errors that mean "the broker is away or the group is moving": waited out, never fatal.
+_TRANSIENT = frozenset({
+    KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._RESOLVE,
+    KafkaError._WAIT_COORD, KafkaError._MAX_POLL_EXCEEDED, KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NETWORK_EXCEPTION, KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
+    KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION,
+})
+
+
+def _call_retrying(call: Callable[[], None], deadline: float) -> None:
+    """``call`` again while it fails with a retriable error, with backoff, until ``deadline``."""
+    delay = 0.2
+    while True:
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.retriable() or error.txn_requires_abort() or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _abort(producer: Producer, deadline: float) -> None:
+    """Abort the transaction in progress, if any, retrying while the broker is away."""
+    while True:
+        try:
+            producer.abort_transaction(30)
+            return
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError._STATE:  # no transaction in progress
+                return
+            if error.fatal() or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 def _retry(call: Callable[[], None], attempts: int = 5) -> None:

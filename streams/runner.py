@@ -34,10 +34,16 @@ def run_worker(settings: Settings, *, apply: bool = True) -> int:
 
     from streams.app import create_app
 
+    from streams.connectivity import check_connection
+
+    check_connection(settings)  # one clear error, after a bounded number of attempts, instead of endless retries
     if apply:
         _apply(settings)
     app = create_app(settings)
-    port = app.metrics.serve(settings.metrics_port)
+    if settings.metrics_host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("metrics and probes on %s:%d are reachable from other hosts", settings.metrics_host,
+                    settings.metrics_port)
+    port = app.metrics.serve(settings.metrics_port, settings.metrics_host)
     log.info("worker %s on %s, metrics on :%d", settings.app_id, settings.bootstrap_servers, port)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
     worker.execute_from_commandline()
