@@ -27,7 +27,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
@@ -131,7 +131,12 @@ def hour_of(ts_ms: int) -> tuple[str, int]:
     >>> hour_of(1_700_000_000_000)
     ('2023-11-14', 22)
     """
-    moment = datetime.fromtimestamp(max(0, ts_ms) / 1000, tz=timezone.utc)
+    return _hour(max(0, ts_ms) // HOUR_MS)
+
+
+@lru_cache(maxsize=4096)
+def _hour(hours: int) -> tuple[str, int]:
+    moment = datetime.fromtimestamp(hours * 3600, tz=timezone.utc)
     return moment.strftime("%Y-%m-%d"), moment.hour
 
 

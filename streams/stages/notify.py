@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from schemas.records import Command, Incident
 from schemas.signing import SignatureError, verify
@@ -29,6 +29,8 @@ class NotifyStage(Stage):
     inputs = ("incidents", "commands.remediation", "commands.scaling", "commands.jobs")
     is_gate_deduplicating = False
     is_opt_in = True
+    #: What was told (incident id / command id → last action), by input partition: a restart does not page again.
+    has_state = True
 
     def __init__(self, env: StageEnv, config: NotifyConfig | None = None, dispatcher: Dispatcher | None = None) -> None:
         super().__init__(env)
@@ -43,6 +45,8 @@ class NotifyStage(Stage):
         self._metrics = env.metrics.domain
         self.dispatcher = dispatcher or Dispatcher(self.config, self._on_result)
         self._told: dict[str, str] = {}  # incident / command id -> last action told (or "silenced")
+        self._partition_of: dict[str, int] = {}
+        self._changed: dict[str, None] = {}
         self._escalations: dict[str, tuple[float, Route, Notification]] = {}
         self._pending: dict[tuple[str, str], list[Notification]] = {}
 
@@ -50,6 +54,7 @@ class NotifyStage(Stage):
         notification = self._notification(logical, record, message.timestamp_ms)
         if notification is None:
             return None
+        self._partition_of[notification.key] = message.partition
         previous = self._told.get(notification.key)
         if previous == notification.action or (previous in (None, "silenced") and notification.action == "resolve"):
             if previous is not None:
@@ -57,10 +62,10 @@ class NotifyStage(Stage):
             return None  # told already (or never told it fired: its resolution is no news)
         if any(matches(s.match, notification.labels) and s.starts_ms <= notification.ts_ms < s.ends_ms
                for s in self.config.silences):
-            self._told[notification.key] = "silenced"
+            self._tell(notification.key, "silenced")
             self._metrics.notifications.labels("-", "silenced").inc()
             return None
-        self._told[notification.key] = notification.action
+        self._tell(notification.key, notification.action)
         route = next((r for r in self.config.routes if matches(r.match, notification.labels)), None)
         if route is None:
             return None
@@ -72,6 +77,27 @@ class NotifyStage(Stage):
             self._pending.setdefault((receiver, notification.labels.get("group_key", notification.key)),
                                      []).append(notification)
         return None
+
+    def _tell(self, key: str, action: str) -> None:
+        self._told[key] = action
+        self._changed[key] = None
+
+    def state_changes(self) -> list[tuple[int, bytes, bytes | None]]:
+        changes = [(self._partition_of[k], b"t:" + k.encode(), self._told[k].encode()) for k in self._changed]
+        self._changed.clear()
+        return changes
+
+    def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> None:
+        for key, value in records:
+            if key.startswith(b"t:") and value is not None:
+                told = key[2:].decode()
+                self._told[told], self._partition_of[told] = value.decode(), partition
+
+    def forget(self, partition: int) -> None:
+        for key in [k for k, p in self._partition_of.items() if p == partition]:
+            self._told.pop(key, None)
+            self._partition_of.pop(key, None)
+            self._escalations.pop(key, None)
 
     def _notification(self, logical: str, record: Any, kafka_ts_ms: int) -> Notification | None:
         if isinstance(record, Incident):

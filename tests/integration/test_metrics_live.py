@@ -59,7 +59,8 @@ def _metric_names(expr: str) -> set[str]:
 
 def test_live_worker_exports_every_metric_of_the_dashboard_and_rules(settings: Settings, tmp_path: Path) -> None:
     apply_topics(settings)
-    with running_worker(settings, tmp_path / "worker.log") as worker:
+    # Only the metrics stage (every metric family is registered whichever stages run): a quicker start.
+    with running_worker(settings, tmp_path / "worker.log", {"LOOPWISE_STAGES": "metrics"}) as worker:
         port = worker.metrics_port
         wait_until(lambda: _status(port, "/healthz") == 200, 60, interval_s=0.2, message="no /healthz")
         wait_until(lambda: _status(port, "/readyz") == 200, 60, interval_s=0.5,
@@ -69,7 +70,7 @@ def test_live_worker_exports_every_metric_of_the_dashboard_and_rules(settings: S
         produce_tracked(settings, [(settings.topic("decisions.routing"), b"support-bot/summarize/public",
                                     json_codec(RoutingPolicy).encode(policy))])
         wait_until(lambda: worker.metric("loopwise_route_share", workflow="support-bot", segment="summarize/public",
-                                         route="gpt-large") == 0.75, 30, interval_s=0.2,
+                                         route="gpt-large") == 0.75, 60, interval_s=0.2,
                    message=lambda: f"no route share; log:\n{worker.log_tail()}")
         exported = _exported_names(port)
         assert _status(port, "/nothing") == 404

@@ -16,7 +16,7 @@ from tests.integration.worker_proc import produce_tracked, running_worker
 from tests.unit.test_notify import Hook
 
 T0 = 1_700_000_000_000
-INCIDENTS = 40
+INCIDENTS = 25
 
 
 def test_incidents_reach_the_webhook_fast_and_page_once_each(settings: Settings, tmp_path: Path) -> None:

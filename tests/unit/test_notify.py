@@ -93,9 +93,9 @@ def incident(status: str, severity: str = "critical", incident_id: str = "inc-1"
 def test_a_critical_incident_pages_once_per_state_in_every_format(hook: Hook) -> None:
     s = stage(config(hook))
     s.handle([msg("p.incidents", incident("firing"), i) for i in range(3)])  # three updates of one incident
-    wait_until(lambda: len(hook.on("/pd")) == 1 and hook.on("/slack") and hook.on("/am/api/v2/alerts"), 5)
+    wait_until(lambda: len(hook.on("/pd")) == 1 and hook.on("/slack") and hook.on("/am/api/v2/alerts"), 15)
     s.handle([msg("p.incidents", incident("resolved"), 3), msg("p.incidents", incident("resolved"), 4)])
-    wait_until(lambda: len(hook.on("/pd")) == 2, 5)
+    wait_until(lambda: len(hook.on("/pd")) == 2, 15)
     trigger, resolve = hook.on("/pd")
     assert (trigger["event_action"], trigger["dedup_key"], trigger["routing_key"]) == ("trigger", "inc-1",
                                                                                       "pd-routing-key")
@@ -115,7 +115,7 @@ def test_warnings_route_elsewhere_and_commands_are_told_once(hook: Hook) -> None
     forged = sign(Command("c-2", T0, "gpt-large", "rollback", "x", "ev", T0 + 60_000, "loopwise", ""), b"other")
     s.handle([msg("p.incidents", incident("firing", "warning", "inc-2")), msg("p.commands.remediation", cmd, 0),
               msg("p.commands.remediation", cmd, 1), msg("p.commands.remediation", forged, 2)])
-    wait_until(lambda: hook.on("/hook") and hook.on("/slack"), 5)
+    wait_until(lambda: hook.on("/hook") and hook.on("/slack"), 15)
     assert hook.on("/hook")[0]["notifications"][0]["key"] == "inc-2" and not hook.on("/pd")
     assert len(hook.on("/slack")) == 1 and "open_circuit gpt-large" in hook.on("/slack")[0]["text"]
     s.stop()
@@ -127,16 +127,16 @@ def test_silences_retries_and_escalation(hook: Hook) -> None:
     s.handle([msg("p.incidents", incident("firing", ts_ms=T0 + 1000))])  # inside the maintenance window
     s.handle([msg("p.incidents", incident("firing", incident_id="inc-3", ts_ms=T0 + 120_000), 1)])
     hook.fail_first = 2  # the receivers answer 503 twice: retried with backoff, delivered once
-    wait_until(lambda: len(hook.on("/pd")) == 1, 5)
+    wait_until(lambda: len(hook.on("/pd")) == 1, 15)
     assert hook.on("/pd")[0]["dedup_key"] == "inc-3"
     m = s.env.metrics
     assert m.value("loopwise_notifications_total", receiver="-", outcome="silenced") == 1
     wait_until(lambda: m.value("loopwise_notifications_total", receiver="pd", outcome="retried") +
                m.value("loopwise_notifications_total", receiver="chat", outcome="retried") +
-               m.value("loopwise_notifications_total", receiver="am", outcome="retried") == 2, 5)
+               m.value("loopwise_notifications_total", receiver="am", outcome="retried") == 2, 15)
     wait_until(lambda: s.is_due_idle_tick(0), 2)  # not resolved within 0.2 s: escalates to the webhook
     s.handle([])
-    wait_until(lambda: hook.on("/hook"), 5)
+    wait_until(lambda: hook.on("/hook"), 15)
     assert hook.on("/hook")[0]["notifications"][0]["key"] == "inc-3"
     assert m.value("loopwise_notifications_total", receiver="hook", outcome="escalated") == 1
     s.stop()
@@ -150,3 +150,19 @@ def test_the_receivers_file_names_secrets_it_does_not_hold(tmp_path: Path) -> No
     settings = Settings.from_env({"LOOPWISE_RECEIVERS_FILE": str(path), "LOOPWISE_RECEIVER_SLACK": "https://x/y"})
     loaded = NotifyConfig.load(settings.receivers_file, settings.receiver_secrets)  # type: ignore[arg-type]
     assert loaded.receivers["chat"].url == "https://x/y" and "https://x/y" not in repr(settings)
+
+
+def test_what_was_told_survives_a_restart_through_the_changelog(hook: Hook) -> None:
+    first = stage(config(hook))
+    first.handle([msg("p.incidents", incident("firing"), 0)])
+    changes = first.state_changes()
+    assert changes == [(0, b"t:inc-1", b"trigger")]
+    wait_until(lambda: len(hook.on("/pd")) == 1, 15)
+    first.stop()
+    second = stage(config(hook))  # restarted: restores partition 0, then sees another update of the incident
+    second.restore(0, [(k, v) for _p, k, v in changes])
+    second.handle([msg("p.incidents", incident("firing", ts_ms=T0 + 5000), 1)])
+    second.handle([msg("p.incidents", incident("resolved", ts_ms=T0 + 9000), 2)])
+    wait_until(lambda: len(hook.on("/pd")) == 2, 15)
+    assert [p["event_action"] for p in hook.on("/pd")] == ["trigger", "resolve"]  # no second page
+    second.stop()
