@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from infra.simulator.truth import Truth
-from schemas.records import Command, ExperimentDecision, RoutingPolicy
+from schemas.records import Command, ExperimentDecision, RolloutStep, RoutingPolicy
 
 F64 = npt.NDArray[np.float64]
 _FOREVER = 2**62
@@ -39,6 +39,8 @@ class ControlState:
     pending_scale: list[tuple[int, int, float]] = field(default_factory=list)
     shedding: dict[int, Shedding] = field(default_factory=dict)
     rolled_back: set[int] = field(default_factory=set)
+    #: The canary's share per workflow as loopwise's rollout split says (overrides the timeline's plan).
+    split_share: dict[int, float] = field(default_factory=dict)
     routing: dict[tuple[str, str], RoutingPolicy] = field(default_factory=dict)
     allocations: dict[int, F64] = field(default_factory=dict)
     experiment_decisions: dict[str, ExperimentDecision] = field(default_factory=dict)
@@ -98,6 +100,14 @@ class ControlState:
             self.ignored += 1
             return False
         return True
+
+    def apply_rollout(self, step: RolloutStep) -> None:
+        """Serve the canary at the share of the newest rollout step (its split) from now on."""
+        wf = self.truth.workflow_index(step.workflow)
+        if wf is None:
+            self.ignored += 1
+            return
+        self.split_share[wf] = step.traffic_share
 
     def apply_routing(self, policy: RoutingPolicy) -> None:
         """Keep the latest routing policy per (workflow, segment) to sample from."""

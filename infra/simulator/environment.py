@@ -22,7 +22,8 @@ from infra.simulator.scorecard import Accumulator, RunResult, build_scorecard
 from infra.simulator.telemetry import Telemetry
 from infra.simulator.traffic import TrafficGenerator, TrafficSlice
 from infra.simulator.truth import Truth, TruthState
-from schemas.records import Command, ExperimentDecision, RoutingPolicy
+from processors.rollout import bucket
+from schemas.records import Command, ExperimentDecision, RolloutStep, RoutingPolicy
 
 
 class Environment:
@@ -82,6 +83,8 @@ class Environment:
             self.control.apply_routing(action)
         elif isinstance(action, ExperimentDecision):
             self.control.apply_experiment(action)
+        elif isinstance(action, RolloutStep):
+            self.control.apply_rollout(action)
         elif isinstance(action, Detection):
             self.notify_detected(action.entity, action.ts_ms)
         else:
@@ -130,7 +133,7 @@ class Environment:
             route, variant = self.telemetry.ask(self.policy, traffic, self.control, state)  # type: ignore[arg-type]
         route = self._enforce(route, allowed, traffic)
         variant = self._variants(traffic) if variant is None else np.where(variant < 0, self._variants(traffic), variant)
-        version = (traffic.u_version < state.canary_share[traffic.workflow]).astype(np.int64)
+        version = self._versions(traffic, state)
         shed = self._shed_mask(traffic)
         counts = np.bincount(route[(route >= 0) & ~shed], minlength=len(t.routes)) / slice_s
         self._rate_ewma = counts if self._slice == 0 else self._decay * self._rate_ewma + (1 - self._decay) * counts
@@ -145,6 +148,20 @@ class Environment:
             for action in self.policy.observe_batch(out):  # type: ignore[union-attr]
                 self.apply(action)
         return records
+
+    def _versions(self, traffic: TrafficSlice, state: TruthState) -> np.ndarray:
+        """1 where a request runs under the canary: by the plan's schedule (baselines), or by loopwise's
+        split with the product's own sticky hash of the request id (``processors.rollout.bucket``)."""
+        share = state.canary_share.copy()
+        u = traffic.u_version
+        if self.control.split_share:
+            for w, s in self.control.split_share.items():
+                share[w] = 0.0 if w in self.control.rolled_back else s
+            if self.telemetry is not None:
+                names = [wf.name for wf in self.scenario.workflows]
+                u = np.array([bucket(names[w], self.telemetry.request_id(traffic.first_request + i))
+                              for i, w in enumerate(traffic.workflow.tolist())])
+        return (u < share[traffic.workflow]).astype(np.int64)
 
     def _enforce(self, route: np.ndarray, allowed: np.ndarray, traffic: TrafficSlice) -> np.ndarray:
         # The gateway never sends to an open circuit or another workflow's route: it falls back

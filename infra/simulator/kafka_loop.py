@@ -28,7 +28,7 @@ from infra.simulator.scorecard import RunResult, with_oracle
 from infra.topics import BY_NAME
 from schemas.records import (
     Anomaly, Command, ExperimentDecision, FeedbackEvent, Incident, IncidentStatus, JobSubmission, LogEvent,
-    MetricEvent, RequestEvent, RolloutStep, RolloutVerdict, RouteRequest, RoutingPolicy, Severity, WorkflowDefinition,
+    MetricEvent, RequestEvent, RolloutStep, RouteRequest, RoutingPolicy, Severity, WorkflowDefinition,
 )
 from schemas.serde import RECORD_TYPES, Codec, SchemaError, make_codec
 
@@ -151,11 +151,9 @@ def _actions(decision: Any) -> list[Action]:
         return [Detection(entity, decision.started_ms) for entity in (decision.root_cause, *decision.members)]
     if isinstance(decision, (RoutingPolicy, ExperimentDecision, Command)):
         return [decision]
-    if isinstance(decision, RolloutStep) and decision.verdict is RolloutVerdict.ROLLBACK:
-        # A rollout verdict is obeyed as the platform would: the canary's traffic goes back.
-        return [Command(f"rollout-{decision.workflow}-{decision.version}-{decision.step}", decision.ts_ms,
-                        decision.workflow, "rollback", decision.reason, decision.evidence,
-                        decision.ts_ms + 3_600_000, "rollouts", "")]
+    if isinstance(decision, RolloutStep):
+        # The newest step is the split: the platform serves the canary at its share from now on.
+        return [decision]
     return []
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Protocol, Sequence, Union, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from schemas.records import Command, ExperimentDecision, RouteRequest, RoutingPolicy, WorkflowDefinition
+from schemas.records import Command, ExperimentDecision, RolloutStep, RouteRequest, RoutingPolicy, WorkflowDefinition
 
 if TYPE_CHECKING:
     from infra.simulator.outcomes import SliceOutcomes
@@ -53,7 +53,7 @@ class Detection:
     kind: str = "anomaly"
 
 
-Action = Union[Command, RoutingPolicy, ExperimentDecision, Detection]
+Action = Union[Command, RoutingPolicy, ExperimentDecision, Detection, RolloutStep]
 
 
 @dataclass

@@ -20,7 +20,7 @@ from infra.simulator.protocols import Policy
 from infra.simulator.traffic import TrafficSlice
 from infra.simulator.truth import PRIVACY_LEVELS, Truth, TruthState
 from schemas.records import (
-    ExperimentSpec,
+    ExperimentSpec, RolloutPlan,
     JobSubmission, LogEvent, LogLevel, MetricEvent, RequestContext, RequestEvent, RouteRequest, RouteSpec, Status,
     VariantSpec, WorkflowDefinition,
 )
@@ -72,6 +72,30 @@ class Telemetry:
         # slice they started in wait here until their time (a timeout shows up 30 s later).
         self._completing: list[tuple[int, int, Any]] = []
         self._completing_seq = 0
+        self._canaries = self._canary_plans()
+
+    def _canary_plans(self) -> dict[int, tuple[str, RolloutPlan]]:
+        """Per workflow with a canary event: the new version's name and the rollout plan it ships with."""
+        out: dict[int, tuple[str, RolloutPlan]] = {}
+        for event in self.truth.scenario.timeline:
+            w = self.truth.workflow_index(event.target) if event.kind == "canary" else None
+            if w is not None:
+                p = event.params
+                name = str(p.get("version", f"{self.truth.scenario.workflows[w].version}-canary"))
+                steps = tuple(float(s) for s in p.get("steps", (0.05, 0.25, 0.5, 1.0)))  # type: ignore[union-attr]
+                out[w] = (name, RolloutPlan(steps, float(p.get("step_duration", 600.0)), 0.05))  # type: ignore[arg-type]
+        return out
+
+    def _stamp(self, w: int, is_canary: int) -> str:
+        """The version a request reports: the canary's name, else the version serving the rest."""
+        definition, canary = self._definitions[w], self._canaries.get(w)
+        if canary is None:
+            return definition.version
+        if is_canary:
+            return canary[0]
+        if definition.version == canary[0]:
+            return definition.previous_version or self.truth.scenario.workflows[w].version
+        return definition.version
 
     def definition(self, w: int) -> WorkflowDefinition:
         """The workflow definition currently published for workflow ``w``."""
@@ -86,7 +110,7 @@ class Telemetry:
             signature = (tuple(np.round(state.cost_mult[routes], 9)), is_canary)
             if w < len(self._signature) and self._signature[w] == signature:
                 continue
-            version = f"{wf.version}-canary" if is_canary else wf.version
+            version = self._canaries[w][0] if is_canary and w in self._canaries else wf.version
             if any(signature[0][i] != 1.0 for i in range(len(routes))):
                 version += f"-price{len(self._definitions) + len(out)}"
             specs = tuple(RouteSpec(
@@ -98,7 +122,8 @@ class Telemetry:
                 wf.objective, budget_usd_per_hour=wf.budget_usd_per_hour, fallback_route=wf.fallback_route,
                 previous_version=self._definitions[w].version if w < len(self._definitions) else None,
                 experiment=None if wf.experiment is None else ExperimentSpec(wf.experiment),
-                feedback_window_s=wf.feedback_window_s)
+                feedback_window_s=wf.feedback_window_s,
+                rollout=self._canaries[w][1] if is_canary and w in self._canaries else None)
             if w < len(self._signature):
                 self._signature[w], self._definitions[w] = signature, definition
             else:
@@ -164,7 +189,7 @@ class Telemetry:
             message = None if cause == 0 else _message(cause, route_name, t.routes[max(r, 0)].provider,
                                                        t.routes[max(r, 0)].is_local, contexts[i].tenant, lat, i)
             ts = int(traffic.ts_ms[i])
-            records.append(RequestEvent(ids[i], ts + int(lat), wf_names[i], definition.version, route_name, contexts[i],
+            records.append(RequestEvent(ids[i], ts + int(lat), wf_names[i], self._stamp(w, int(out.version[i])), route_name, contexts[i],
                                         lat, cost, int(traffic.tokens_in[i]), int(traffic.tokens_out[i]), _STATUS[st],
                                         variant, CAUSE_NAMES[cause] or None, message))
             if message is not None:
