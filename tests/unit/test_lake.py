@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 import pyarrow.parquet as pq
 
 from infra.settings import Settings
@@ -141,3 +142,16 @@ def test_invalid_records_are_skipped_and_other_topics_get_their_views(tmp_path: 
     cols, rows = query(str(tmp_path), "SELECT name, value, _offset, topic, hour FROM metrics", "p.", RECORD_OF)
     assert cols == ["name", "value", "_offset", "topic", "hour"] and rows == [("cpu", metric.value, 7, "p.metrics", 22)]
     assert "lake" not in BY_NAME and "p.metrics" not in lake._owned
+
+
+def test_loopwise_lake_query_prints_sql_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli import main
+
+    stage(tmp_path).handle(requests(0, 9))
+    monkeypatch.setenv("LOOPWISE_LAKE_DIR", str(tmp_path))
+    monkeypatch.setenv("LOOPWISE_TOPIC_PREFIX", "p.")
+    assert main(["lake", "query", "SELECT route, count(*) AS n FROM requests GROUP BY route", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["route,n", "gpt-large,10"]
+    assert main(["lake", "views"]) == 0
+    assert "requests" in capsys.readouterr().out
