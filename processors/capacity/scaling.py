@@ -56,6 +56,7 @@ class ScalingDecision:
     previous: int
     demand_rps: float
     is_capped: bool
+    replica_rps: float
 
     @property
     def direction(self) -> int:
@@ -125,7 +126,8 @@ class ScalingPlanner:
             return None
         if direction != state.direction and state.direction != 0 and ts_ms - state.direction_changed_ms < cfg.direction_ms:
             return None
-        decision = ScalingDecision(target, ts_ms, wanted, state.replicas, demand_rps, is_capped=capped < up)
+        per_replica = replica_rps if replica_rps is not None and replica_rps > 0 else cfg.replica_rps
+        decision = ScalingDecision(target, ts_ms, wanted, state.replicas, demand_rps, capped < up, per_replica)
         if direction != state.direction:
             state.direction, state.direction_changed_ms = direction, ts_ms
         state.replicas, state.changed_ms = wanted, ts_ms
@@ -148,7 +150,7 @@ def command_id(*parts: object) -> str:
 def as_command(decision: ScalingDecision, config: ScalingConfig, key: bytes, issuer: str,
                is_dry_run: bool = False) -> Command:
     """The signed ``scale_to`` command of a decision; it expires ``ttl_ms`` after its event time."""
-    evidence = orjson.dumps({"demand_upper_rps": round(decision.demand_rps, 3), "replica_rps": config.replica_rps,
+    evidence = orjson.dumps({"demand_upper_rps": round(decision.demand_rps, 3), "replica_rps": decision.replica_rps,
                              "target_utilisation": config.target_utilisation, "lead_s": config.lead_ms / 1000,
                              "previous": decision.previous, "capped_by_cost": decision.is_capped}).decode()
     verb = "up" if decision.direction > 0 else "down"
@@ -159,6 +161,6 @@ def as_command(decision: ScalingDecision, config: ScalingConfig, key: bytes, iss
         ts_ms=decision.ts_ms, target=decision.target, action="scale_to", reason=reason, evidence=evidence,
         expires_ts_ms=decision.ts_ms + config.ttl_ms, issuer=issuer, signature="",
         params={"replicas": str(decision.replicas), "previous": str(decision.previous),
-                "replica_rps": f"{config.replica_rps:g}"},
+                "replica_rps": f"{decision.replica_rps:g}"},
         is_dry_run=is_dry_run)
     return sign(command, key)

@@ -261,7 +261,12 @@ class ScaleStage(Stage):
                 planner.load(key[2:].decode(), orjson.loads(value))
 
     def forget(self, partition: int) -> None:
-        self.planners.pop(partition, None)
+        planner = self.planners.pop(partition, None)
+        for target in planner.targets if planner is not None else ():
+            try:  # the partition's next owner exports it: no stale value for KEDA's max()
+                self.gauges.desired_replicas.remove(target)
+            except KeyError:
+                pass
         self._changed.pop(partition, None)
 
 
