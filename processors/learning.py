@@ -87,13 +87,15 @@ class LearningCore:
         if self.router.on_command(command):
             self.fresh += 1
 
-    def decisions(self) -> tuple[list[RoutingPolicy], list[ExperimentDecision]]:
-        """Policies that changed materially and experiment decisions due, at the core's event time."""
+    def decisions(self, now_ms: int | None = None) -> tuple[list[RoutingPolicy], list[ExperimentDecision]]:
+        """Policies that changed materially and experiment decisions due, at the core's event time
+        (or at ``now_ms``, a caller's own clock, e.g. the simulator's request time)."""
         self.fresh = 0
-        if not self.watermark_ms:
+        at_ms = self.watermark_ms if now_ms is None else now_ms
+        if not at_ms:
             return [], []
-        policies = self.router.changed_policies(self.watermark_ms)
-        decided = [d for d in (e.decide(self.watermark_ms) for e in self.experiments.values()) if d is not None]
+        policies = self.router.changed_policies(at_ms)
+        decided = [d for d in (e.decide(at_ms) for e in self.experiments.values()) if d is not None]
         return policies, decided
 
     def snapshot(self) -> dict[str, Any]:

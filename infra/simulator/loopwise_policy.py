@@ -1,9 +1,11 @@
 """``--policy loopwise``: the simulator driving the same processors a loopwise worker runs, in process.
 
 Records flow as they would through Kafka: ``WorkflowDefinition`` →
-``WorkflowRegistry`` and ``Router.update_workflow``; ``RequestEvent`` /
+``WorkflowRegistry`` and ``LearningCore.take_workflow``; ``RequestEvent`` /
 ``FeedbackEvent`` → ``OutcomeCorrelator`` → provisional and final
-``Outcome`` → ``Router.learn``; each ``RouteRequest`` → ``Router.decide``.
+``Outcome`` → ``LearningCore`` (the class the worker's ``learn`` stage keeps per
+partition: router, experiment engines); each ``RouteRequest`` → the core's
+``Router.decide``.
 Changed routing policies go back to the environment as actions, exactly as a
 worker publishes them on ``lw.decisions.routing`` (the environment samples
 from them only for requests the policy leaves open, which ``choose`` never
@@ -22,6 +24,7 @@ from typing import Sequence
 
 from infra.simulator.protocols import Action, Choice
 from processors.correlation import OutcomeCorrelator
+from processors.learning import LearningCore
 from processors.routing import Router, RouterConfig
 from processors.workflows import WorkflowRegistry
 from schemas.records import Anomaly, Command, FeedbackEvent, RequestEvent, RouteRequest, WorkflowDefinition
@@ -44,8 +47,8 @@ class LoopwisePolicy:
 
     def __init__(self, seed: int = 1, config: RouterConfig | None = None, feedback_window_s: float | None = 300.0,
                  publish_policies: bool = True) -> None:
-        self.router = Router(config, seed)
         self.registry = WorkflowRegistry()
+        self.core = LearningCore(self.registry, seed, config)
         self.correlator = OutcomeCorrelator(self.registry)
         self.feedback_window_s = feedback_window_s
         self.publish_policies = publish_policies
@@ -63,35 +66,40 @@ class LoopwisePolicy:
 
     def observe(self, events: Sequence[object]) -> Sequence[Action]:
         """Correlate requests and feedback into outcomes, learn from them; return changed policies."""
-        router, correlator = self.router, self.correlator
+        core, correlator = self.core, self.correlator
         for event in events:
             if isinstance(event, RequestEvent):
                 outcome = correlator.on_request(event)
                 if outcome is not None:
-                    router.learn(outcome)
+                    core.observe_outcome(outcome)
                     self.outcomes += 1
             elif isinstance(event, FeedbackEvent):
                 correlator.on_feedback(event)
             elif isinstance(event, WorkflowDefinition):
                 self._take_definition(event)
             elif isinstance(event, Anomaly):
-                router.on_anomaly(event)
+                core.observe_anomaly(event)
             elif isinstance(event, Command):
-                router.on_command(event)
+                core.observe_command(event)
         for outcome in correlator.advance():
-            router.learn(outcome)
+            core.observe_outcome(outcome)
             self.outcomes += 1
         if not self.publish_policies:
             return ()
         # Policies on the routing clock (request time): the watermark runs ahead by up to a timeout.
-        return router.changed_policies(self._now_ms)
+        return core.decisions(self._now_ms)[0]
+
+    @property
+    def router(self) -> Router:
+        """The core's router (decides each request in process)."""
+        return self.core.router
 
     def _take_definition(self, definition: WorkflowDefinition) -> None:
         self._last_definition[definition.workflow] = definition
         if self.feedback_window_s is not None:
             definition = dataclasses.replace(definition, feedback_window_s=self.feedback_window_s)
         self.registry.update(definition)
-        self.router.update_workflow(definition)
+        self.core.take_workflow(definition)
 
 
 def loopwise_policy(seed: int = 1) -> LoopwisePolicy:

@@ -23,7 +23,7 @@ from schemas.records import (
     RolloutStep, RoutingPolicy, WorkflowDefinition,
 )
 from streams.edge import RawMessage
-from streams.stages.base import Outgoing, RekeyStage, Stage, StageEnv
+from streams.stages.base import Outgoing, RekeyStage, Stage, StageEnv, chunked, unchunked
 
 _WATERMARK_KEY = b"~watermark"
 #: The correlator's name for each input of the correlate stage.
@@ -259,10 +259,10 @@ class LearnStage(Stage):
     the router's view of route health. One ``LearningCore`` per partition of the repartition topics,
     so each worker owns a share of the workflows and a rebalance moves a workflow with its state.
 
-    The core's snapshot goes to the changelog with the batch that published a decision (and at
-    least every ``SNAPSHOT_EVERY_MS`` of event time); on assignment the engine restores it and
-    replays the input that came after it, so a restart resumes the learned state exactly and
-    never publishes a decision from less than it had.
+    The core's snapshot goes to the changelog every ``SNAPSHOT_EVERY_MS`` of event time (in
+    chunks under Kafka's message size); on assignment the engine restores it and replays the
+    input that came after it, so a restart resumes the learned state exactly and never
+    publishes a decision from less than it had (a replayed decision is one already published).
     """
 
     name = "learn"
@@ -271,7 +271,7 @@ class LearnStage(Stage):
     has_state = True
     is_snapshotting = True
     companions = ("learn.rekey",)
-    SNAPSHOT_EVERY_MS = 30_000
+    SNAPSHOT_EVERY_MS = 10_000
 
     def __init__(self, env: StageEnv) -> None:
         super().__init__(env)
@@ -319,15 +319,17 @@ class LearnStage(Stage):
             policies, decided = core.decisions()
             out += [self.env.encode("decisions.routing", f"{p.workflow}/{p.segment}", p) for p in policies]
             out += [self.env.encode("decisions.experiments", d.experiment, d) for d in decided]
-            last_ms = self._snapshot_ms.get(partition, 0)
-            if policies or decided or core.watermark_ms - last_ms >= self.SNAPSHOT_EVERY_MS:
+            if core.watermark_ms - self._snapshot_ms.get(partition, 0) >= self.SNAPSHOT_EVERY_MS:
                 self._due.add(partition)
         return out
 
     def state_changes(self) -> list[tuple[int, bytes, bytes | None]]:
-        # stdlib json: the generators' states hold integers wider than 64 bits, which orjson refuses
-        changes = [(p, b"core", json.dumps(self.cores[p].snapshot(), separators=(",", ":")).encode())
-                   for p in sorted(self._due) if p in self.cores]
+        changes: list[tuple[int, bytes, bytes | None]] = []
+        for p in sorted(self._due):
+            if p in self.cores:
+                # stdlib json: the generators' states hold integers wider than 64 bits, which orjson refuses
+                blob = json.dumps(self.cores[p].snapshot(), separators=(",", ":")).encode()
+                changes += [(p, key, value) for key, value in chunked(b"core", blob)]
         changes += [(p, b"commands", orjson.dumps(self._guards[p].snapshot()))
                     for p in sorted(self._due) if p in self._guards and p in self.cores]
         for p in self._due:
@@ -337,11 +339,10 @@ class LearnStage(Stage):
         return changes
 
     def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> None:
-        latest = commands = None
+        records = list(records)
+        latest, commands = unchunked(b"core", records), None
         for key, value in records:
-            if key == b"core":
-                latest = value
-            elif key == b"commands":
+            if key == b"commands":
                 commands = value
         self._guards[partition] = CommandGuard.restore(self.env.settings.signing_key_bytes,
                                                        None if commands is None else orjson.loads(commands))
