@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration bench bench-all typecheck install clean
+.PHONY: chromium run test test-unit test-integration bench bench-all typecheck install clean
 
 install: $(STAMP)
 
@@ -19,9 +19,13 @@ run: $(STAMP)
 	$(BIN)/loopwise up --simulate outage --duration 20m --rate 100 --speed 10 --report reports/run.json
 
 ## All tests: mypy strict, then unit, contract and integration tests (real broker: env → Docker → embedded).
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q
+
+## Debian's chromium for the console's browser tests (idempotent; apt-get as root when missing).
+chromium:
+	@sh .ci/install-chromium.sh
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit tests/contract

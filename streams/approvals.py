@@ -31,7 +31,8 @@ def read_to_end(settings: Settings, logical_topics: tuple[str, ...], timeout_s: 
     if not settings.bootstrap_servers:
         raise ConfigError("no Kafka cluster: set KAFKA_BOOTSTRAP_SERVERS")
     consumer = Consumer({**settings.kafka_config(), "group.id": f"loopwise-read-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "enable.partition.eof": False})
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "fetch.wait.max.ms": 50, "fetch.queue.backoff.ms": 0})
     try:
         ends: dict[tuple[str, int], int] = {}
         assignment = []
@@ -57,6 +58,10 @@ def read_to_end(settings: Settings, logical_topics: tuple[str, ...], timeout_s: 
                 if message.offset() + 1 >= ends.get(where, 0):
                     ends.pop(where, None)
                 yield message.topic(), message.value()
+            # Transaction markers take offsets too: a partition whose position passed its end is done.
+            for tp in consumer.position([TopicPartition(t, p) for t, p in ends]):
+                if tp.offset >= ends[(tp.topic, tp.partition)]:
+                    ends.pop((tp.topic, tp.partition), None)
     finally:
         consumer.close()
 

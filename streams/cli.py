@@ -108,7 +108,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 #: Modules that add subcommands of one capability: each has ``register(sub, command)``, where
 #: ``command(sub, name, help, run)`` adds one (as ``_command`` does). They import their heavy
 #: dependencies inside their ``run`` functions, so every command starts fast.
-_COMMAND_MODULES: tuple[str, ...] = ("streams.cli_commands", "streams.cli_lake", "streams.cli_dlq")
+_COMMAND_MODULES: tuple[str, ...] = ("streams.cli_commands", "streams.cli_console", "streams.cli_lake", "streams.cli_dlq")
 
 _COMMAND_MODULES += ("streams.cli_insights",)  # loopwise report experiments | errors | satisfaction
 

@@ -57,11 +57,12 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         broker = EmbeddedBroker(port=args.port or settings.broker_port, log_path=settings.data_dir / "broker.log")
         settings = settings.with_bootstrap(broker.start(), is_embedded=True)
         print(f"embedded broker on {settings.bootstrap_servers}", flush=True)
-    worker = None
+    worker = console = None
     try:
         _apply(settings)
         worker = _spawn_worker(settings)
         print(f"worker started (pid {worker.pid}); metrics on :{settings.metrics_port}/metrics", flush=True)
+        console = _start_console(settings)
         if args.simulate:
             from infra.simulator.kafka_loop import run_live_from_args
 
@@ -73,10 +74,25 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         return 0
     finally:
+        if console is not None:
+            console.stop()
         if worker is not None:
             _stop(worker)
         if broker is not None:
             broker.stop()
+
+
+def _start_console(settings: Settings):  # type: ignore[no-untyped-def]
+    """The web console beside the worker (its address is printed); ``None`` when it cannot start."""
+    from streams.console.server import ConsoleServer
+
+    console = ConsoleServer(settings)
+    try:
+        print(f"console on {console.start()} (live workflows, experiments, incidents, approvals)", flush=True)
+    except (OSError, RuntimeError) as exc:
+        log.warning("console not started: %s", exc)
+        return None
+    return console
 
 
 def _apply(settings: Settings) -> None:

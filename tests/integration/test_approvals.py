@@ -47,6 +47,7 @@ def test_risky_commands_wait_for_a_person(settings: Settings, monkeypatch: pytes
         # The CLI lists the pending ones (the same topics, read from the start).
         monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", settings.bootstrap_servers or "")
         monkeypatch.setenv("LOOPWISE_TOPIC_PREFIX", settings.topic_prefix)
+        monkeypatch.setenv("LOOPWISE_DATA_DIR", str(settings.data_dir))  # this installation's dev signing key
         assert main(["commands", "pending"]) == 0
         listed = capsys.readouterr().out
         assert "rb-approved" in listed and "rb-rejected" in listed and "oc-plain" not in listed

@@ -1,0 +1,1 @@
+"""The live web console: views of the topics (``views``), the server that pushes their deltas (``server``)."""
