@@ -66,6 +66,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     # Outcomes of workflows with a rollout plan, keyed by workflow: one partition, so one worker's
     # rollout stage sees every request of a workflow (and its control commands, co-assigned by range).
     TopicSpec("repartition.rollout", "workflow", "Outcome", Role.INTERNAL, partitions=1, retention_ms=DAY_MS),
+    # Every version ever applied (lw.workflows keeps the latest only): history and rollback read it.
+    TopicSpec("workflows.history", "workflow", "WorkflowDefinition", Role.INPUT, retention_ms=3650 * DAY_MS),
     TopicSpec("insights", "subject", "Insight", Role.OUTPUT, retention_ms=30 * DAY_MS),
     TopicSpec("dlq", "source topic", "DeadLetter", Role.INTERNAL, retention_ms=30 * DAY_MS),
     # The audit trail of people's decisions on risky commands: compacted, one decision per command id.

@@ -111,6 +111,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 _COMMAND_MODULES: tuple[str, ...] = ("streams.cli_commands", "streams.cli_console", "streams.cli_lake", "streams.cli_dlq")
 
 _COMMAND_MODULES += ("streams.cli_insights",)  # loopwise report experiments | errors | satisfaction
+_COMMAND_MODULES += ("streams.cli_workflows",)  # loopwise workflows … | loopwise rollout …
 
 
 def _extend_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", module: str) -> None:

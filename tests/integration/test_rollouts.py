@@ -1,4 +1,5 @@
-"""Canary rollouts live on the broker: a good version is stepped up and promoted, a bad one rolled back.
+"""Workflows as code and canary rollouts live on the broker: YAML files applied with ``loopwise workflows
+apply``, a good version stepped up and promoted, a bad one rolled back; compatibility checks and history.
 
 One worker (workflows, correlate, rollout-feed, rollout) and two workflows at once.
 The test plays the application: every request runs under the version the
@@ -17,7 +18,11 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer
 
+import pytest
+import yaml
+
 from infra.admin import apply_topics
+from processors.workflow_files import as_plain
 from infra.settings import Settings
 from processors.rollout import assign_version
 from schemas.records import (
@@ -27,6 +32,7 @@ from schemas.records import (
 from schemas.serde import make_codec
 from schemas.signing import verify
 from tests.integration.conftest import consumer_config
+from streams.cli import main as loopwise
 from tests.integration.worker_proc import partitions_of, read_topic, running_worker
 
 T0 = 1_767_225_600_000
@@ -39,9 +45,27 @@ def _codec(settings: Settings, logical: str, record_type: type) -> Any:
     return make_codec(record_type, topic=settings.topic(logical), registry_url=None, max_event_bytes=1 << 20)
 
 
-def _definition(workflow: str, version: str, ts_ms: int, *, with_plan: bool) -> WorkflowDefinition:
-    return WorkflowDefinition(workflow, version, ts_ms, (_ROUTE,), context_keys=(), feedback_window_s=10.0,
-                              previous_version="v1" if with_plan else None, rollout=_PLAN if with_plan else None)
+def _definition(workflow: str, version: str, *, with_plan: bool) -> WorkflowDefinition:
+    return WorkflowDefinition(workflow, version, 0, (_ROUTE,), context_keys=(), feedback_window_s=10.0,
+                              rollout=_PLAN if with_plan else None)
+
+
+def _write(folder: Path, *definitions: WorkflowDefinition) -> str:
+    """Workflow files as a user keeps them in git: one YAML file per workflow."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in definitions:
+        (folder / f"{d.workflow}.yaml").write_text(yaml.safe_dump(as_plain(d), sort_keys=False))
+    return str(folder)
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """``loopwise`` run in process against the test's cluster, topic prefix and app id."""
+    for name, value in (("KAFKA_BOOTSTRAP_SERVERS", settings.bootstrap_servers or ""),
+                        ("LOOPWISE_TOPIC_PREFIX", settings.topic_prefix), ("LOOPWISE_APP_ID", settings.app_id),
+                        ("LOOPWISE_OPERATOR", "alice")):
+        monkeypatch.setenv(name, value)
+    return settings
 
 
 class App:
@@ -103,18 +127,22 @@ class App:
                      and s.verdict in (RolloutVerdict.PROMOTE, RolloutVerdict.ROLLBACK)), None)
 
 
-def test_a_good_version_is_promoted_and_a_bad_one_rolled_back(settings: Settings, tmp_path: Path) -> None:
+def test_a_good_version_is_promoted_and_a_bad_one_rolled_back(cli_env: Settings, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    settings = cli_env
     apply_topics(settings)
     env = {"LOOPWISE_STAGES": "workflows,correlate,rollout-feed,rollout"}
     with running_worker(settings, tmp_path / "worker.log", env):
         app = App(settings)
-        for wf in _ERRORS:
-            app.publish("workflows", wf, _definition(wf, "v1", T0 - 60_000, with_plan=False))
+        assert loopwise(["workflows", "apply", _write(tmp_path / "v1", *(_definition(wf, "v1", with_plan=False)
+                                                                       for wf in _ERRORS))]) == 0
         s = 0
         for s in range(15):  # v1 alone for a while, so both pipelines are warm
             app.second(s)
-        for wf in _ERRORS:
-            app.publish("workflows", wf, _definition(wf, "v2", T0 + s * 1000, with_plan=True))
+        v2 = _write(tmp_path / "v2", *(_definition(wf, "v2", with_plan=True) for wf in _ERRORS))
+        assert loopwise(["workflows", "validate", v2]) == 0
+        assert loopwise(["workflows", "apply", v2]) == 0
+        assert "canary rollout starts" in capsys.readouterr().out
         deadline = time.monotonic() + 60
         while not (app.final("good") and app.final("bad")) and time.monotonic() < deadline:
             s += 1
@@ -145,3 +173,36 @@ def test_a_good_version_is_promoted_and_a_bad_one_rolled_back(settings: Settings
     (rollback,) = [c for c in commands if c.action == "rollback"]
     assert rollback.target == "bad" and rollback.params["version"] == "v2" and verify(rollback, settings.signing_key_bytes) is None
     assert app.served["bad"]["v2"] < 0.3 * app.served["bad"]["v1"]
+    capsys.readouterr()
+    assert loopwise(["rollout", "status", "bad"]) == 0
+    status = capsys.readouterr().out
+    assert "bad: v2 at 0%, v1 the rest" in status and "error_rate   fail" in status
+
+
+def test_files_are_checked_against_the_live_version_and_forced_applies_are_recorded(
+        cli_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    apply_topics(cli_env)
+    safe = RouteSpec("local", "vllm", True, PrivacyLevel.RESTRICTED, 0.0001, 0.0001)
+    v1 = WorkflowDefinition("wf", "v1", 0, (_ROUTE, safe), context_keys=("task", "tenant"), fallback_route="local")
+    assert loopwise(["workflows", "apply", _write(tmp_path / "a", v1)]) == 0
+    assert loopwise(["workflows", "apply", _write(tmp_path / "a", v1)]) == 0  # same content: nothing to publish
+    assert "unchanged (live v1)" in capsys.readouterr().out
+    # v2 drops the only route for restricted data and a context key the segments use.
+    v2 = WorkflowDefinition("wf", "v2", 0, (_ROUTE,), context_keys=("task",))
+    files = _write(tmp_path / "b", v2)
+    assert loopwise(["workflows", "validate", files]) == 1
+    out = capsys.readouterr().out
+    assert "privacy level restricted is served by v1 (route local) but by no route of v2" in out
+    assert "context key 'tenant' removed" in out
+    assert loopwise(["workflows", "diff", files]) == 0
+    assert "- route local" in capsys.readouterr().out
+    assert loopwise(["workflows", "apply", files]) == 1
+    assert loopwise(["workflows", "apply", files, "--force"]) == 0
+    insights = [orjson.loads(m.value()) for m in read_topic(cli_env, cli_env.topic("insights"), at_least=1)]
+    assert [(i["kind"], i["title"]) for i in insights] == [("workflow_forced_apply", "alice forced wf v2 over live v1")]
+    # versions are immutable: v2 again with other content is refused
+    assert loopwise(["workflows", "apply", _write(tmp_path / "c", WorkflowDefinition("wf", "v2", 0, (safe,)))]) == 1
+    assert loopwise(["workflows", "rollback", "wf"]) == 0
+    assert "as v1-r1 (live was v2)" in capsys.readouterr().out
+    assert loopwise(["workflows", "history", "wf"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["v1", "v2", "v1-r1"]
