@@ -19,8 +19,9 @@ from streams.stages.base import Outgoing, Stage, StageEnv
 
 log = logging.getLogger(__name__)
 
-#: Every declared topic: inputs, outcomes, decisions, commands, insights, dead letters.
-LAKE_TOPICS: tuple[str, ...] = tuple(spec.name for spec in TOPICS)
+#: Every declared topic: inputs, outcomes, decisions, commands, insights, dead letters; not the internal
+#: repartition topics (copies of outcomes and counts re-keyed for a stage, already in the lake as their source).
+LAKE_TOPICS: tuple[str, ...] = tuple(spec.name for spec in TOPICS if not spec.name.startswith("repartition."))
 
 TopicPartition = tuple[str, int]
 
