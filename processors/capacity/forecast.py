@@ -354,6 +354,20 @@ class EntitySeries:
         return {"f": self.forecaster.snapshot(), "partial": [[b, v[0], v[1]] for b, v in self.partial.items()],
                 "next": self.next_bucket_ms, "last": self.last_value}
 
+    def hot_snapshot(self) -> dict[str, Any]:
+        """The part that changes every bucket and is small (sums, clock, level); ``snapshot`` has the rest too."""
+        f = self.forecaster
+        return {"partial": [[b, v[0], v[1]] for b, v in self.partial.items()], "next": self.next_bucket_ms,
+                "last": self.last_value, "level": f.level, "recent": f.recent, "first_ms": f.first_ms,
+                "last_ms": f.last_ms}
+
+    def load_hot(self, data: dict[str, Any]) -> None:
+        """Overlay a newer ``hot_snapshot`` on a (possibly older) full one."""
+        f = self.forecaster
+        self.partial = {int(b): [float(t), float(n)] for b, t, n in data["partial"]}
+        self.next_bucket_ms, self.last_value = data["next"], float(data["last"])
+        f.level, f.recent, f.first_ms, f.last_ms = float(data["level"]), float(data["recent"]), data["first_ms"], data["last_ms"]
+
     @classmethod
     def restore(cls, entity: str, data: dict[str, Any], config: ForecasterConfig = ForecasterConfig()) -> "EntitySeries":
         s = cls(entity, config)

@@ -96,6 +96,10 @@ class ForecastStage(Stage):
     has_state = True
     is_gate_deduplicating = False
     _CLOSE_LAG_BUCKETS = 2
+    #: The whole model of an entity (~18 kB of JSON) goes to the changelog at most this often in event
+    #: time; the small part that changes every minute (sums, clock, level) with every batch. A restart
+    #: loses at most this much of the profile's learning, never a count.
+    _FULL_EVERY_MS = 900_000
 
     def __init__(self, env: StageEnv) -> None:
         super().__init__(env)
@@ -104,6 +108,7 @@ class ForecastStage(Stage):
         self.watermarks: dict[int, int] = {}
         self._closed: dict[int, int] = {}
         self._changed: dict[int, set[str]] = {}
+        self._full_ms: dict[tuple[int, str], int] = {}
         self.late = 0
         self.gauges = gauges(env.metrics)
 
@@ -150,8 +155,12 @@ class ForecastStage(Stage):
         changes: list[tuple[int, bytes, bytes | None]] = []
         for partition, entities in sorted(self._changed.items()):
             for entity in sorted(entities):
-                snapshot = self.series[partition][entity].snapshot()
-                changes.append((partition, b"e:" + entity.encode(), orjson.dumps(snapshot)))
+                series = self.series[partition][entity]
+                clock = series.next_bucket_ms or 0
+                if clock - self._full_ms.get((partition, entity), -(2**62)) >= self._FULL_EVERY_MS:
+                    self._full_ms[(partition, entity)] = clock
+                    changes.append((partition, b"e:" + entity.encode(), orjson.dumps(series.snapshot())))
+                changes.append((partition, b"h:" + entity.encode(), orjson.dumps(series.hot_snapshot())))
             changes.append((partition, _WM_KEY, orjson.dumps([self.watermarks.get(partition, 0),
                                                               self._closed.get(partition, 0)])))
         self._changed.clear()
@@ -159,17 +168,25 @@ class ForecastStage(Stage):
 
     def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> None:
         entities: dict[str, EntitySeries] = {}
+        hot: dict[str, bytes] = {}
         for key, value in records:
             if key == _WM_KEY and value is not None:
                 self.watermarks[partition], self._closed[partition] = orjson.loads(value)
             elif key.startswith(b"e:") and value is not None:
                 entity = key[2:].decode()
                 entities[entity] = EntitySeries.restore(entity, orjson.loads(value), self.config)
+            elif key.startswith(b"h:") and value is not None:
+                hot[key[2:].decode()] = value
+        for entity, value in hot.items():  # the latest small part over the last full model
+            series = entities.get(entity) or entities.setdefault(entity, EntitySeries(entity, self.config))
+            series.load_hot(orjson.loads(value))
+            self._full_ms[(partition, entity)] = -(2**62)  # write a full model at the next change
         self.series[partition] = entities
 
     def forget(self, partition: int) -> None:
         for state in (self.series, self.watermarks, self._closed, self._changed):
             state.pop(partition, None)  # type: ignore[attr-defined]
+        self._full_ms = {k: v for k, v in self._full_ms.items() if k[0] != partition}
 
 
 def _route_of(entity: str) -> str | None:

@@ -89,3 +89,21 @@ def test_schedule_stage_releases_after_dependencies_and_once() -> None:
     restored = ScheduleStage(e)
     restored.restore(0, [(k, v) for _, k, v in stage.state_changes()])
     assert restored.handle([msg("p.jobs", _job("c", T0 + 120_000, depends_on=("zz",)), 4)]) == []
+
+
+def test_forecast_changelog_writes_the_full_model_every_15_minutes_and_the_counts_every_batch() -> None:
+    e = env()
+    stage = ForecastStage(e)
+    changes = []
+    for m in range(40):  # one batch per minute of event time
+        record = LoadCount("route:a|rps", T0 + m * 60_000, 60_000, 600.0 + m, 600, 0)
+        stage.handle([msg("p.repartition.forecast", record, m)])
+        changes += stage.state_changes()
+    full = [k for _, k, _ in changes if k.startswith(b"e:")]
+    hot = [k for _, k, _ in changes if k.startswith(b"h:")]
+    assert len(full) == 3 and len(hot) == 40  # full at minutes 0, 15 and 30; the sums with every batch
+    again = ForecastStage(e)
+    again.restore(0, [(k, v) for _, k, v in changes])
+    series, restored = stage.series[0]["route:a|rps"], again.series[0]["route:a|rps"]
+    assert (restored.next_bucket_ms, restored.last_value, restored.partial) == (
+        series.next_bucket_ms, series.last_value, series.partial)  # no count lost, no minute seen twice
