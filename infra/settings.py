@@ -81,6 +81,10 @@ class Settings:
     processing_guarantee: str = "exactly_once"
     is_remediation_dry_run: bool = False
     stages: tuple[str, ...] = ()
+    #: OpenTelemetry GenAI ingestion (``otlp`` stage): the topic the Collector's Kafka exporter writes
+    #: (its default name), and the span/resource attributes that name a span's workflow, first found wins.
+    otlp_topic: str = "otlp_spans"
+    otlp_workflow_attributes: tuple[str, ...] = ("loopwise.workflow", "service.name")
     is_embedded: bool = False
     #: The Parquet lake (``lake`` stage, ``loopwise lake``): a URL (s3://…, gs://…) or a local folder.
     lake_url: str | None = None
@@ -144,6 +148,10 @@ class Settings:
             processing_guarantee=(get("LOOPWISE_PROCESSING_GUARANTEE") or "exactly_once").lower(),
             is_remediation_dry_run=_bool(env, "LOOPWISE_REMEDIATION_DRY_RUN"),
             stages=tuple(x.strip() for x in (get("LOOPWISE_STAGES") or "").split(",") if x.strip()),
+            otlp_topic=get("LOOPWISE_OTLP_TOPIC") or "otlp_spans",
+            otlp_workflow_attributes=tuple(x.strip() for x in (get("LOOPWISE_OTLP_WORKFLOW_ATTRIBUTES")
+                                                               or "loopwise.workflow,service.name").split(",")
+                                           if x.strip()),
             lake_url=get("LOOPWISE_LAKE_URL") or get("LOOPWISE_LAKE_DIR"),
             lake_retention_days=_float(env, "LOOPWISE_LAKE_RETENTION_DAYS", 30.0, minimum=0.0),
             lake_compact_interval_s=_float(env, "LOOPWISE_LAKE_COMPACT_INTERVAL_S", 60.0, minimum=0.0),

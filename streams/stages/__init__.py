@@ -48,3 +48,9 @@ from streams.stages.notify import NotifyStage  # noqa: E402
 
 STAGES += (NotifyStage,)
 __all__ += ["NotifyStage"]
+
+# OpenTelemetry GenAI spans (Collector Kafka exporter) → requests (opt-in, loopwise[otlp]): issue 18.
+from streams.stages.otlp import OtlpStage  # noqa: E402
+
+STAGES += (OtlpStage,)
+__all__ += ["OtlpStage"]
