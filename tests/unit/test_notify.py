@@ -95,7 +95,7 @@ def test_a_critical_incident_pages_once_per_state_in_every_format(hook: Hook) ->
     s.handle([msg("p.incidents", incident("firing"), i) for i in range(3)])  # three updates of one incident
     wait_until(lambda: len(hook.on("/pd")) == 1 and hook.on("/slack") and hook.on("/am/api/v2/alerts"), 15)
     s.handle([msg("p.incidents", incident("resolved"), 3), msg("p.incidents", incident("resolved"), 4)])
-    wait_until(lambda: len(hook.on("/pd")) == 2, 15)
+    wait_until(lambda: len(hook.on("/pd")) == len(hook.on("/am/api/v2/alerts")) == len(hook.on("/slack")) == 2, 15)
     trigger, resolve = hook.on("/pd")
     assert (trigger["event_action"], trigger["dedup_key"], trigger["routing_key"]) == ("trigger", "inc-1",
                                                                                       "pd-routing-key")
