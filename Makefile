@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: chromium run test test-unit test-integration bench bench-all typecheck install clean
+.PHONY: chromium run test test-unit test-integration bench bench-all typecheck install clean chaos
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ bench-all: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy
+
+## Kills, broker pauses, fuzz and hostile commands against the embedded broker (CHAOS_ARGS="--kills 20 --pause 30 120").
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .loopwise .pytest_cache build *.egg-info

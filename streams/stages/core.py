@@ -300,10 +300,11 @@ class LearnStage(Stage):
         elif isinstance(record, Anomaly):
             core.observe_anomaly(record)
         elif isinstance(record, Command):
-            # Signed, unexpired (in this core's event time, so a replay after a restart judges alike), unused.
+            # Signed, unused, and unexpired by the wall clock (event time alone cannot tell: a replayed
+            # command carries its old stamps, and a quiet stage's clock may not have moved past them).
             guard = self._guards.get(message.partition) or self._guards.setdefault(
                 message.partition, CommandGuard(self.env.settings.signing_key_bytes))
-            verdict = guard.check(record, max(core.watermark_ms, record.ts_ms))
+            verdict = guard.check(record, max(core.watermark_ms, self.env.now_ms()))
             if verdict is not GuardVerdict.ACCEPTED:  # never obeyed
                 kind = "signature" if verdict in (GuardVerdict.FORGED, GuardVerdict.UNSIGNED) else "command"
                 return self.reject(message, f"{kind}_{verdict}", f"command {record.command_id!r}: {verdict}", out)

@@ -88,7 +88,7 @@ def learn_env() -> "StageEnv":
     from streams.stages import StageEnv
 
     settings = Settings(bootstrap_servers="unused:9092", topic_prefix="p.", signing_key=Secret(KEY.decode()))
-    return StageEnv(settings, Metrics(), now_ms=lambda: T0 + 86_400_000)
+    return StageEnv(settings, Metrics(), now_ms=lambda: T0 + 1_000)
 
 
 def command_msg(cmd: Command, offset: int) -> "RawMessage":
