@@ -10,8 +10,11 @@ from streams.edge import RawMessage
 from streams.stages.base import Outgoing, Stage, StageEnv
 
 #: What the domain metrics are made of: outputs and decisions, wherever (in whichever worker) they were made.
-METRIC_TOPICS = ("outcomes", "feedback", "decisions.routing", "decisions.experiments", "anomalies", "incidents",
-                 "commands.remediation", "commands.scaling", "commands.jobs", "rollouts")
+METRIC_TOPICS = ("outcomes", "feedback", "anomalies", "incidents", "commands.remediation", "commands.scaling",
+                 "commands.jobs", "rollouts")
+#: The compacted decisions, read whole by every worker (from the beginning, then followed): their gauges
+#: are complete in each worker, also right after a restart.
+DECISION_TOPICS = ("decisions.routing", "decisions.experiments")
 
 
 class MetricsStage(Stage):
@@ -24,6 +27,7 @@ class MetricsStage(Stage):
 
     name = "metrics"
     inputs = METRIC_TOPICS
+    side_inputs = DECISION_TOPICS
     is_gate_deduplicating = False
 
     def __init__(self, env: StageEnv) -> None:
@@ -39,6 +43,9 @@ class MetricsStage(Stage):
 
     def _on_workflow(self, definition: WorkflowDefinition) -> None:
         self.domain.observe_workflow(definition)
+
+    def on_side_record(self, logical: str, record: Any) -> None:
+        self.domain.observe(self.env.topic(logical), logical, record)
 
     def on_record(self, logical: str, message: RawMessage, record: Any, out: list[Outgoing]) -> bool | None:
         if isinstance(record, Command):

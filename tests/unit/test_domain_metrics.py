@@ -44,8 +44,8 @@ def test_decisions_set_gauges_and_counters() -> None:
     arms = (ArmStats("a", 0.5, 10, 0.6, 0.5, 0.7, 0.4, 0.01, ArmStatus.ACTIVE),
             ArmStats("b", 0.5, 10, 0.7, 0.6, 0.8, 0.6, 0.01, ArmStatus.ACTIVE))
     experiment = ExperimentDecision("exp1", "support-bot", T0, ExperimentStatus.RUNNING, arms, 0.9, "n=20")
-    s.handle([msg("p.decisions.routing", policy), msg("p.decisions.experiments", experiment),
-              msg("p.incidents", incident("firing"), 0), msg("p.anomalies", make_anomaly(severity="critical")),
+    s.handle_side([msg("p.decisions.routing", policy), msg("p.decisions.experiments", experiment)])
+    s.handle([msg("p.incidents", incident("firing"), 0), msg("p.anomalies", make_anomaly(severity="critical")),
               msg("p.commands.remediation", command("open_circuit"), 0),
               msg("p.commands.remediation", command("open_circuit", target="forged", key=b"not-the-key"), 1)])
     assert m.value("loopwise_route_share", workflow="support-bot", segment="summarize/public", route="gpt-large") == 0.8
