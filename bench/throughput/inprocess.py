@@ -28,7 +28,8 @@ def run_inprocess(records: Sequence[SimRecord], batch: int = BATCH) -> Result:
 
     settings = Settings(bootstrap_servers="x:1")
     env = StageEnv(settings, Metrics())
-    stages = [stage_type(env) for stage_type in STAGES]
+    # the stages a default worker runs (not the opt-in ones: the lake writes files, notify posts)
+    stages = [stage_type(env) for stage_type in STAGES if not getattr(stage_type, "is_opt_in", False)]
     by_topic: dict[str, list[Stage]] = {}
     for stage in stages:  # several stages may read one topic (each has its own consumer group in a worker)
         for topic in stage.topics:
