@@ -233,6 +233,35 @@ class RolloutPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class FlagRule:
+    """Targeting: requests whose context attribute is one of values get variant."""
+
+    attribute: str
+    values: tuple[str, ...]
+    variant: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlagShare:
+    """One variant's share of a flag's percentage rollout."""
+
+    variant: str
+    share: float
+
+
+@dataclass(frozen=True, slots=True)
+class FlagSpec:
+    """A feature flag of the workflow: variants, targeting rules, a percentage rollout, stickiness."""
+
+    name: str
+    variants: tuple[str, ...] = ("off", "on")
+    default: str = "off"
+    rules: tuple[FlagRule, ...] = ()
+    rollout: tuple[FlagShare, ...] = ()
+    sticky_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ActionSpec:
     """One remediation action a workflow allows, in escalation order."""
 
@@ -270,6 +299,7 @@ class WorkflowDefinition:
     remediation: tuple[ActionSpec, ...] = ()
     feedback_window_s: float = 3600.0
     scores: tuple[ScoreSpec, ...] = ()
+    flags: tuple[FlagSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,6 +449,7 @@ class RouteDecision:
     reason: str
     variant: str | None = None
     workflow_version: str | None = None
+    flags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,9 @@ window; ``controller`` steps, holds, promotes and rolls back.
 
 from processors.rollout.assign import assign_version, bucket
 from processors.rollout.book import VersionBook
+from processors.rollout.flags import evaluate, evaluate_all
 from processors.rollout.controller import CONTROL_ACTIONS, Rollout, RolloutController, RolloutOutput, RolloutStatus
 from processors.rollout.verdict import Judgement, MetricVerdict, VerdictConfig, VersionSample, judge, overall
 
 __all__ = ["CONTROL_ACTIONS", "Judgement", "MetricVerdict", "Rollout", "RolloutController", "RolloutOutput",
-           "RolloutStatus", "VerdictConfig", "VersionBook", "VersionSample", "assign_version", "bucket", "judge", "overall"]
+           "RolloutStatus", "VerdictConfig", "VersionBook", "VersionSample", "assign_version", "bucket", "evaluate", "evaluate_all", "judge", "overall"]

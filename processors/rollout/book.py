@@ -10,6 +10,7 @@ request.
 from __future__ import annotations
 
 from processors.rollout.assign import assign_version
+from processors.rollout.flags import evaluate_all
 from schemas.records import RequestContext, RolloutStep, WorkflowDefinition
 
 
@@ -46,6 +47,13 @@ class VersionBook:
         current = self._definitions.get(definition.workflow)
         if current is None or current.ts_ms <= definition.ts_ms:
             self._definitions[definition.workflow] = definition
+
+    def flags_for(self, workflow: str, context: RequestContext, request_id: str) -> dict[str, str]:
+        """Every feature flag of the workflow's latest definition for one request (flag -> variant)."""
+        return evaluate_all(self._definitions.get(workflow), context, request_id)
+
+    def definition(self, workflow: str) -> WorkflowDefinition | None:
+        return self._definitions.get(workflow)
 
     def split(self, workflow: str) -> RolloutStep | None:
         return self._splits.get(workflow)

@@ -83,6 +83,15 @@ class RoutingClient:
         with self._lock:
             return self.versions.version_for(workflow, context, request_id)
 
+    def flags(self, workflow: str, context: RequestContext, request_id: str) -> dict[str, str]:
+        """Every feature flag the workflow declares, evaluated for one request (flag -> variant)."""
+        with self._lock:
+            return self.versions.flags_for(workflow, context, request_id)
+
+    def flag(self, workflow: str, name: str, context: RequestContext, request_id: str, default: str) -> str:
+        """One flag's variant for one request; ``default`` when the workflow or the flag is unknown."""
+        return self.flags(workflow, context, request_id).get(name, default)
+
     def _follow(self) -> None:
         consumer = Consumer({**self._settings.kafka_config(), "group.id": f"loopwise-routing-{uuid.uuid4().hex[:8]}",
                              "enable.auto.commit": False, "fetch.wait.max.ms": 100})

@@ -398,8 +398,9 @@ class RouteStage(Stage):
         assert isinstance(record, RouteRequest)
         decision = self.book.decide(record)
         version = self.versions.version_for(record.workflow, record.context, record.request_id)
-        if version is not None:
-            decision = replace(decision, workflow_version=version)
+        flags = self.versions.flags_for(record.workflow, record.context, record.request_id)
+        if version is not None or flags:
+            decision = replace(decision, workflow_version=version, flags=flags)
         out.append(self.env.encode("route.decisions", record.request_id, decision))
 
 

@@ -108,9 +108,12 @@ def test_route_answers_carry_the_version_the_split_assigns_and_agree_with_the_ve
 
     e = env()
     stage = RouteStage(e)
-    v1 = WorkflowDefinition("wf", "v1", T0, (make_route(),))
+    from schemas.records import FlagShare, FlagSpec
+
+    flags = (FlagSpec("beta", rollout=(FlagShare("on", 0.5),), sticky_by="user"),)
+    v1 = WorkflowDefinition("wf", "v1", T0, (make_route(),), flags=flags)
     v2 = WorkflowDefinition("wf", "v2", T0 + 1, (make_route(),), previous_version="v1",
-                            rollout=RolloutPlan(sticky_by="user"))
+                            rollout=RolloutPlan(sticky_by="user"), flags=flags)
     split = RolloutStep("wf", "v2", T0 + 2, 0, 0.3, RolloutVerdict.CONTINUE, "", "{}", baseline_version="v1")
     book = VersionBook()
 
@@ -121,8 +124,11 @@ def test_route_answers_carry_the_version_the_split_assigns_and_agree_with_the_ve
         requests = [RouteRequest(f"r{calls[0]}-{i}", T0 + 10, "wf", RequestContext("t", "chat", user_id=f"u{i % 50}"))
                     for i in range(n)]
         out = stage.handle([msg("p.route.requests", r, calls[0] * 1000 + i) for i, r in enumerate(requests)])
-        got = [json_codec(RouteDecision).decode(o.value).workflow_version for o in out]
+        decisions = [json_codec(RouteDecision).decode(o.value) for o in out]
+        got = [d.workflow_version for d in decisions]
         assert got == [book.version_for("wf", r.context, r.request_id) for r in requests]
+        assert [dict(d.flags) for d in decisions] == [book.flags_for("wf", r.context, r.request_id) for r in requests]
+        assert {d.flags["beta"] for d in decisions} == {"on", "off"}
         return got
 
     stage.handle_side([msg("p.workflows", v1)])
