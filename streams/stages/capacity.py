@@ -18,6 +18,7 @@ import orjson
 
 from processors.capacity.forecast import BucketAggregator, EntitySeries, ForecasterConfig, entities_of_request
 from processors.capacity.jobs import JobScheduler, PriceSchedule
+from processors.capacity.local import pick_route
 from processors.capacity.scaling import ScalingConfig, ScalingPlanner, as_command, command_id
 from schemas.records import Command, Forecast, JobSubmission, LoadCount, MetricEvent, RequestEvent
 from schemas.signing import sign
@@ -334,14 +335,19 @@ class ScheduleStage(Stage):
         out = []
         key = self.env.settings.signing_key_bytes
         for release in self.scheduler.advance(self._watermark_ms):
+            route, where = release.route, "its own route"
+            definition = self.env.registry.get(release.workflow) if route is None else None
+            if definition is not None:  # no route of its own: local while free, else the cheapest hosted
+                route, where = pick_route(definition.routes, self.scheduler.headroom)
             command = sign(Command(
                 command_id=command_id("release", release.job_id, release.attempt), ts_ms=release.ts_ms,
-                target=release.job_id, action="release", reason=f"{release.reason}: price x{release.price:.2f}",
+                target=release.job_id, action="release",
+                reason=f"{release.reason}: price x{release.price:.2f}; on {route or 'any route'} ({where})",
                 evidence=orjson.dumps({"latest_start_ms": release.latest_start_ms, "price": release.price,
-                                       "route": release.route}).decode(),
+                                       "route": route, "headroom": self.scheduler.headroom}).decode(),
                 expires_ts_ms=max(release.latest_start_ms, release.ts_ms) + self._TTL_AFTER_LATEST_MS,
                 issuer=self.env.settings.app_id, signature="",
-                params={"attempt": str(release.attempt), "workflow": release.workflow, "route": release.route or ""},
+                params={"attempt": str(release.attempt), "workflow": release.workflow, "route": route or ""},
             ), key)
             out.append(self.env.encode("commands.jobs", release.job_id, command))
         self.gauges.jobs_queued.set(sum(1 for j in self.scheduler.jobs.values() if j.status == "waiting"))

@@ -107,3 +107,23 @@ def test_forecast_changelog_writes_the_full_model_every_15_minutes_and_the_count
     series, restored = stage.series[0]["route:a|rps"], again.series[0]["route:a|rps"]
     assert (restored.next_bucket_ms, restored.last_value, restored.partial) == (
         series.next_bucket_ms, series.last_value, series.partial)  # no count lost, no minute seen twice
+
+
+def test_jobs_without_a_route_go_local_while_it_is_free_and_hosted_once_it_saturates() -> None:
+    from schemas.records import PrivacyLevel
+
+    e = env()
+    gpu = make_route("llama-local", provider="vllm", is_local=True, max_privacy=PrivacyLevel.RESTRICTED,
+                     capacity_rps=10.0)
+    e.registry.update(make_workflow("batch", ts_ms=T0, routes=(gpu, make_route("gpt-large"))))
+    stage = ScheduleStage(e)
+
+    def forecast(rps: float, m: int) -> Forecast:
+        return Forecast("route:llama-local|rps", T0 + m * 60_000, 60.0, rps, (900.0,), (rps,), (rps,), (rps,), "t")
+
+    stage.handle([msg("p.forecasts", forecast(2.0, 0), 0)])
+    out = stage.handle([msg("p.jobs", _job("j1", T0 + 60_000, workflow="batch"), 1)])
+    assert [decode(o, Command).params["route"] for o in out] == ["llama-local"]  # 80 % free
+    stage.handle([msg("p.forecasts", forecast(9.9, 2), 2)])
+    out = stage.handle([msg("p.jobs", _job("j2", T0 + 180_000, workflow="batch"), 3)])
+    assert [decode(o, Command).params["route"] for o in out] == ["gpt-large"]  # local saturated
