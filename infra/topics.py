@@ -69,13 +69,15 @@ TOPICS: tuple[TopicSpec, ...] = (
     # Every version ever applied (lw.workflows keeps the latest only): history and rollback read it.
     TopicSpec("workflows.history", "workflow", "WorkflowDefinition", Role.INPUT, retention_ms=3650 * DAY_MS),
     TopicSpec("insights", "subject", "Insight", Role.OUTPUT, retention_ms=30 * DAY_MS),
+    # History of every workflow's model (signed state per version): what `loopwise models` shows and rolls back to.
+    TopicSpec("models", "workflow", "ModelVersion", Role.OUTPUT, retention_ms=30 * DAY_MS),
     TopicSpec("dlq", "source topic", "DeadLetter", Role.INTERNAL, retention_ms=30 * DAY_MS),
-    # The audit trail of people's decisions on risky commands: compacted, one decision per command id.
-    TopicSpec("approvals", "command_id", "Approval", Role.INPUT, is_compacted=True),
     # Latest load forecast per route/workflow/metric source (lw.forecasts), and the partial
     # per-minute sums the forecast stage repartitions by entity (internal, short-lived).
     TopicSpec("forecasts", "entity", "Forecast", Role.OUTPUT, is_compacted=True),
     TopicSpec("repartition.forecast", "entity", "LoadCount", Role.INTERNAL, retention_ms=DAY_MS),
+    # The audit trail of people's decisions on risky commands: compacted, one decision per command id.
+    TopicSpec("approvals", "command_id", "Approval", Role.INPUT, is_compacted=True),
 )
 
 BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}

@@ -22,7 +22,7 @@ RECORD_TYPES: Final[dict[str, type]] = {
         records.WorkflowDefinition, records.JobSubmission, records.RouteRequest, records.Outcome,
         records.Anomaly, records.Incident, records.RoutingPolicy, records.RouteDecision,
         records.ExperimentDecision, records.Command, records.RolloutStep, records.Insight,
-        records.DeadLetter, records.Approval, records.Forecast, records.LoadCount,
+        records.DeadLetter, records.ModelVersion, records.Approval, records.Forecast, records.LoadCount,
     )
 }
 

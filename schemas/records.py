@@ -300,6 +300,7 @@ class WorkflowDefinition:
     feedback_window_s: float = 3600.0
     scores: tuple[ScoreSpec, ...] = ()
     flags: tuple[FlagSpec, ...] = ()
+    budget_mode: str = "soft"
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,6 +584,22 @@ class Insight:
     severity: Severity = Severity.INFO
     evidence: Mapping[str, str] = field(default_factory=dict)
     recommendation: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """One version of a workflow's learned routing model, signed (``lw.models``)."""
+
+    workflow: str
+    version: int
+    ts_ms: int
+    model: str
+    reason: str
+    n: int
+    mae: float
+    bias: float
+    state: str
+    signature: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,11 @@ class Metrics:
             "(thumbs_up_rate, mean_rating, nps, task_completion, edit_rate, delete_rate, dwell_s).",
             ["workflow", "kpi"], registry=reg,
         )
+        self._model_error = Gauge(
+            "loopwise_model_reward_error", "The router's prediction of reward against the reward observed, per "
+            "workflow: mean absolute error (stat=mae) and mean signed error, observed − predicted (stat=bias).",
+            ["workflow", "stat"], registry=reg,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
         #: Decision metrics (spend, routes, circuits, experiments, incidents…), fed by the ``metrics`` stage.
         self.domain = DomainMetrics(reg)
@@ -101,6 +106,10 @@ class Metrics:
 
     def set_unassigned(self, stage: str, seconds: float) -> None:
         self._child(self._unassigned, stage).set(seconds)
+
+    def set_model_accuracy(self, workflow: str, mae: float, bias: float) -> None:
+        self._child(self._model_error, workflow, "mae").set(mae)
+        self._child(self._model_error, workflow, "bias").set(bias)
 
     def set_satisfaction(self, workflow: str, kpi: str, value: float) -> None:
         self._child(self._satisfaction, workflow, kpi).set(value)

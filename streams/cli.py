@@ -112,6 +112,7 @@ _COMMAND_MODULES: tuple[str, ...] = ("streams.cli_commands", "streams.cli_consol
 
 _COMMAND_MODULES += ("streams.cli_insights",)  # loopwise report experiments | errors | satisfaction
 _COMMAND_MODULES += ("streams.cli_workflows",)  # loopwise workflows … | loopwise rollout …
+_COMMAND_MODULES += ("streams.cli_models",)  # loopwise models list | show | rollback
 
 
 def _extend_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", module: str) -> None:

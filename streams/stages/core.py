@@ -12,6 +12,7 @@ from processors.anomaly import DetectorBank
 from processors.commands import CommandGuard, GuardVerdict
 from processors.correlation import FeedbackVerdict, OutcomeCorrelator
 from processors.learning import LearningCore
+from processors.lifecycle import MODEL_ROLLBACK, model_record, verify_model
 from processors.rollout import VersionBook
 from processors.routing.book import PolicyBook
 from processors.incidents import IncidentCorrelator
@@ -22,6 +23,7 @@ from schemas.records import (
     Anomaly, Command, ExperimentDecision, FeedbackEvent, LogEvent, MetricEvent, Outcome, RequestEvent, RouteRequest,
     RolloutStep, RoutingPolicy, WorkflowDefinition,
 )
+from schemas.serde import SchemaError
 from streams.edge import RawMessage
 from streams.stages.base import Outgoing, RekeyStage, Stage, StageEnv, chunked, unchunked
 
@@ -308,6 +310,8 @@ class LearnStage(Stage):
             if verdict is not GuardVerdict.ACCEPTED:  # never obeyed
                 kind = "signature" if verdict in (GuardVerdict.FORGED, GuardVerdict.UNSIGNED) else "command"
                 return self.reject(message, f"{kind}_{verdict}", f"command {record.command_id!r}: {verdict}", out)
+            if record.action == MODEL_ROLLBACK:
+                return self._roll_back(core, message, record, out)
             core.observe_command(record)
             self._due.add(message.partition)  # the guard's memory is committed with this batch
         return True
@@ -320,9 +324,45 @@ class LearnStage(Stage):
             policies, decided = core.decisions()
             out += [self.env.encode("decisions.routing", f"{p.workflow}/{p.segment}", p) for p in policies]
             out += [self.env.encode("decisions.experiments", d.experiment, d) for d in decided]
+            for workflow, version in core.models_due({p.workflow for p in policies}):
+                out.append(self._model(core, workflow, version, "published"))
+            for anomaly in core.found:  # the model's own error drifted
+                out.append(self.env.encode("anomalies", anomaly.entity, anomaly))
+            core.found.clear()
+            for workflow in {p.workflow for p in policies}:
+                accuracy = core.accuracy.accuracy(workflow)
+                if accuracy["n"]:
+                    self.env.metrics.set_model_accuracy(workflow, accuracy["mae"], accuracy["bias"])
             if core.watermark_ms - self._snapshot_ms.get(partition, 0) >= self.SNAPSHOT_EVERY_MS:
                 self._due.add(partition)
         return out
+
+    def _model(self, core: LearningCore, workflow: str, version: int, reason: str) -> Outgoing:
+        record = model_record(self.env.settings.signing_key_bytes, workflow, version, core.watermark_ms,
+                              core.router.model_version, reason, core.accuracy.accuracy(workflow),
+                              core.export_workflow(workflow))
+        return self.env.encode("models", workflow, record)
+
+    def _roll_back(self, core: LearningCore, message: RawMessage, command: Command, out: list[Outgoing]) -> bool:
+        """Obey a signed ``model_rollback``: the workflow's state as recorded at that version, republished."""
+        workflow, target = command.target, command.params.get("version", "?")
+        try:
+            record = self.env.codec("models").decode(command.params["model"].encode())
+        except (KeyError, SchemaError) as exc:
+            return self.reject(message, "bad_command", f"model_rollback {command.command_id!r}: {exc}", out)
+        if record.workflow != workflow or not verify_model(record, self.env.settings.signing_key_bytes):
+            return self.reject(message, "bad_command",
+                               f"model_rollback {command.command_id!r}: the model record is not ours or not this workflow's",
+                               out)
+        if not core.knows(workflow):
+            definition = self.env.registry.get(workflow)
+            if definition is None:
+                return self.reject(message, "bad_command", f"model_rollback: unknown workflow {workflow!r}", out)
+            core.take_workflow(definition)
+        version = core.import_workflow(workflow, json.loads(record.state))
+        out.append(self._model(core, workflow, version, f"rollback to v{target} by {command.issuer}"))
+        self._due.add(message.partition)
+        return True
 
     def state_changes(self) -> list[tuple[int, bytes, bytes | None]]:
         changes: list[tuple[int, bytes, bytes | None]] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 
 from infra.settings import Settings
@@ -308,3 +310,51 @@ def test_without_an_idle_timeout_a_quiet_partition_keeps_its_clock() -> None:
     stage.handle([msg("p.requests", make_request("r1", ts_ms=T0))])
     wall[0] += 3_600_000
     assert stage.handle([]) == []
+
+
+def test_learn_stage_records_signed_model_versions_and_rolls_back_to_one() -> None:
+    import json as stdjson
+
+    from processors.correlation import OutcomeCorrelator
+    from processors.lifecycle import MODEL_ROLLBACK, verify_model
+    from schemas.records import Command, ModelVersion, RoutingPolicy, Status
+    from schemas.signing import sign
+    from streams.stages import LearnStage
+
+    e = env()
+    WorkflowStage(e).handle([msg("p.workflows", make_workflow())])
+    stage = LearnStage(e)
+    correlator = OutcomeCorrelator(e.registry)
+    good = [correlator.on_request(make_request(f"r{i}", ts_ms=T0 + i * 100)) for i in range(100)]
+    out = stage.handle([learn_msg(o, i) for i, o in enumerate(good)])
+    [first] = [decode(o, ModelVersion) for o in out if o.topic == "p.models"]
+    assert (first.workflow, first.version, first.reason) == ("support-bot", 1, "published")
+    assert verify_model(first, e.settings.signing_key_bytes)
+    # The route then fails for ten minutes: what the model learns moves away from version 1.
+    bad = [correlator.on_request(make_request(f"b{i}", ts_ms=T0 + 20_000 + i * 1_000, status=Status.ERROR,
+                                              error_type="upstream_5xx")) for i in range(600)]
+    stage.handle([learn_msg(o, 100 + i) for i, o in enumerate(bad)])
+    assert stdjson.loads(first.state) != stage.cores[0].export_workflow("support-bot")
+    command = sign(Command("rb-1", T0 + 700_000, "support-bot", MODEL_ROLLBACK, "test", "{}", NOW_MS + 3_600_000, "cli:test",
+                           "", params={"version": "1", "model": json_codec(ModelVersion).encode(first).decode()}),
+                   e.settings.signing_key_bytes)
+    out = stage.handle([learn_msg(command, 700)])
+    [rolled] = [decode(o, ModelVersion) for o in out if o.topic == "p.models"]
+    assert rolled.version > first.version and rolled.reason.startswith("rollback to v1")
+    restored = stage.cores[0].export_workflow("support-bot")
+    recorded = stdjson.loads(first.state)
+    means = [[stat[2] for stat in route] for route in restored["workflow"]["loads"].values()]
+    assert means == [[stat[2] for stat in route] for route in recorded["workflow"]["loads"].values()]  # (decayed to now)
+    def route_means(state: dict) -> list:  # type: ignore[type-arg]  # quality and cost means per route
+        return [{r: [stat[2] for stat in v[:2]] for r, v in seg["routes"].items()} for seg in state["segments"]]
+
+    assert route_means(restored) == route_means(recorded)
+    republished = [decode(o, RoutingPolicy) for o in out if o.topic == "p.decisions.routing"]
+    assert republished  # the restored policy goes out at once
+    # A forged record is refused (dead-lettered), never restored.
+    forged = sign(Command("rb-2", T0 + 700_000, "support-bot", MODEL_ROLLBACK, "test", "{}", NOW_MS + 3_600_000, "x", "",
+                          params={"version": "1", "model": json_codec(ModelVersion).encode(
+                              replace(first, state=first.state.replace("support-bot", "support-bot "))).decode()}),
+                  e.settings.signing_key_bytes)
+    refused = stage.handle([learn_msg(forged, 701)])
+    assert [o.topic for o in refused] == ["p.dlq"]
