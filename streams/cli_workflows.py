@@ -41,6 +41,15 @@ def register(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> None:
     rollback.add_argument("workflow")
     rollback.add_argument("--to", dest="to_version", help="the version to go back to (default: the live one's previous)")
 
+    impact = command(sub, "impact", "project a workflow file's cost, latency p95, quality, capacity, budget and privacy "
+                     "from recent traffic and learned estimates; exit 1 above the thresholds", _run_impact)
+    impact.add_argument("path", metavar="FILE", help="a workflow YAML file (or a folder)")
+    impact.add_argument("--recent", type=int, default=20_000, help="recent requests to read per partition")
+    impact.add_argument("--max-cost-increase", type=float, default=0.2)
+    impact.add_argument("--max-p95-increase", type=float, default=0.2)
+    impact.add_argument("--max-quality-drop", type=float, default=0.05)
+    impact.add_argument("--max-utilisation", type=float, default=0.9)
+
     rollout = sub.add_parser("rollout", help="canary rollouts: status, pause, resume, promote, abort")
     steps = rollout.add_subparsers(metavar="ACTION")
     status = command(steps, "status", "the split and the latest verdicts of a workflow's rollout", _run_status)
@@ -274,6 +283,84 @@ def _run_rollback(args: argparse.Namespace, settings: Settings) -> int:
     _publish(settings, [again], [], args.__dict__.get("operator") or getattr(settings, "operator", None) or "unknown")
     print(f"rolled {args.workflow} back to {target.version}'s definition as {again.version} (live was {live.version})")
     return 0
+
+
+# ---------------------------------------------------------------------------- impact
+
+
+def read_recent(settings: Settings, logical: str, per_partition: int, timeout_s: float = 10.0) -> list[bytes]:
+    """The last ``per_partition`` values of each partition of a topic (what is there when called)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = settings.topic(logical)
+    consumer = Consumer({**settings.kafka_config(), "group.id": f"loopwise-impact-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+    values: list[bytes] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return values
+        ends, assignment = {}, []
+        for p in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            if high > low:
+                ends[p] = high
+                assignment.append(TopicPartition(topic, p, max(low, high - per_partition)))
+        consumer.assign(assignment)
+        deadline, quiet = time.monotonic() + timeout_s, 0
+        while ends and time.monotonic() < deadline and quiet < 5:
+            batch = consumer.consume(1000, 0.2)
+            quiet = 0 if batch else quiet + 1
+            for m in batch:
+                if m.error() is None and m.value() is not None:
+                    values.append(m.value())
+                if m.error() is None and m.offset() + 1 >= ends.get(m.partition(), 0):
+                    ends.pop(m.partition(), None)
+    finally:
+        consumer.close()
+    return values
+
+
+def _run_impact(args: argparse.Namespace, settings: Settings) -> int:
+    from processors.impact import observe, project, risks
+    from schemas.records import RequestEvent, RoutingPolicy, WorkflowDefinition
+    from schemas.serde import SchemaError, make_codec
+
+    files = load_files(args.path)
+    live_all = _latest(settings, "workflows", WorkflowDefinition, lambda d: d.workflow)
+    policies = list(_latest(settings, "decisions.routing", RoutingPolicy, lambda p: f"{p.workflow}/{p.segment}").values())
+    codec = make_codec(RequestEvent, topic=settings.topic("requests"), registry_url=settings.schema_registry_url)
+    requests = []
+    for value in read_recent(settings, "requests", args.recent):
+        try:
+            requests.append(codec.decode(value))
+        except SchemaError:
+            continue
+    exit_code = 0
+    for name, definition in files:
+        live = live_all.get(definition.workflow)
+        mix = observe(requests, definition.workflow)
+        mine = [p for p in policies if p.workflow == definition.workflow]
+        before = project(mix, live, live, mine) if live is not None else None
+        after = project(mix, definition, live, mine)
+        print(f"{name}: {definition.workflow} {live.version if live else '(new)'} -> {definition.version}, "
+              f"from {mix.n} recent requests ({mix.rate_rps:.1f}/s) and {len(mine)} published policies")
+        print(f"  {'':18} {'LIVE':>12} {'NEW':>12}")
+        for label, get in (("cost/hour USD", lambda p: f"{p.cost_per_hour_usd:.2f}"),
+                           ("latency p95 ms", lambda p: f"{p.latency_p95_ms:.0f}"),
+                           ("quality", lambda p: f"{p.quality:.3f}"),
+                           ("privacy coverage", lambda p: f"{p.privacy_coverage:.1%}"),
+                           ("within budget", lambda p: "yes" if p.is_within_budget else "NO")):
+            print(f"  {label:18} {get(before) if before else '-':>12} {get(after):>12}")
+        for route, share in sorted(after.shares.items()):
+            util = after.utilisation.get(route)
+            print(f"  route {route:24} share {share:6.1%}" + (f"  capacity {util:6.1%}" if util is not None else ""))
+        found = risks(before, after, max_cost_increase=args.max_cost_increase, max_p95_increase=args.max_p95_increase,
+                      max_quality_drop=args.max_quality_drop, max_utilisation=args.max_utilisation)
+        for risk in found:
+            print(f"  RISK: {risk}")
+        exit_code = max(exit_code, 1 if found else 0)
+    return exit_code
 
 
 # ---------------------------------------------------------------------------- rollout
