@@ -101,11 +101,14 @@ class Environment:
     def _capacity(self, state: TruthState) -> np.ndarray:
         return self.truth.capacity * state.cap_mult * self.control.capacity_scale(self.now_ms)
 
-    def _allowed(self, traffic: TrafficSlice) -> np.ndarray:
+    def _allowed(self, traffic: TrafficSlice, state: TruthState) -> np.ndarray:
         t = self.truth
+        usable = ~self.control.is_open(self.now_ms)
+        if state.available is not None:
+            usable = usable & state.available
         return ((t.route_wf[None, :] == traffic.workflow[:, None])
                 & (t.max_privacy[None, :] >= traffic.privacy[:, None])
-                & t.capable[:, traffic.task].T & ~self.control.is_open(self.now_ms)[None, :])
+                & t.capable[:, traffic.task].T & usable[None, :])
 
     def _shed_mask(self, traffic: TrafficSlice) -> np.ndarray:
         shed = np.zeros(traffic.n, dtype=bool)
@@ -122,7 +125,7 @@ class Environment:
             state.canary_share[w] = 0.0
         traffic = self.traffic.draw(self._slice)
         capacity = self._capacity(state)
-        allowed = self._allowed(traffic)
+        allowed = self._allowed(traffic, state)
         utilisation_prior = self._rate_ewma * self._decay / capacity
         if self.is_batch:
             view = SliceView(self.now_ms, traffic, allowed, t, state, utilisation_prior, self._rate_ewma, capacity,
@@ -131,7 +134,7 @@ class Environment:
         else:
             assert self.telemetry is not None
             route, variant = self.telemetry.ask(self.policy, traffic, self.control, state)  # type: ignore[arg-type]
-        route = self._enforce(route, allowed, traffic)
+        route = self._enforce(route, allowed, traffic, state)
         variant = self._variants(traffic) if variant is None else np.where(variant < 0, self._variants(traffic), variant)
         version = self._versions(traffic, state)
         shed = self._shed_mask(traffic)
@@ -163,13 +166,15 @@ class Environment:
                               for i, w in enumerate(traffic.workflow.tolist())])
         return (u < share[traffic.workflow]).astype(np.int64)
 
-    def _enforce(self, route: np.ndarray, allowed: np.ndarray, traffic: TrafficSlice) -> np.ndarray:
+    def _enforce(self, route: np.ndarray, allowed: np.ndarray, traffic: TrafficSlice, state: TruthState) -> np.ndarray:
         # The gateway never sends to an open circuit or another workflow's route: it falls back
         # to the workflow's fallback route, else its first allowed route, else rejects (dropped).
         route = np.asarray(route, dtype=np.int64)
         t = self.truth
         valid = (route >= 0) & (t.route_wf[np.maximum(route, 0)] == traffic.workflow)
         valid &= ~self.control.is_open(self.now_ms)[np.maximum(route, 0)]
+        if state.available is not None:
+            valid &= state.available[np.maximum(route, 0)]
         if valid.all():
             return route
         preferred = allowed.copy()

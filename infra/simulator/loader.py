@@ -25,7 +25,7 @@ from infra.simulator.scenario import (
 from schemas.records import Objective, PrivacyLevel
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "scenarios"
-_EVENT_KINDS = ("degradation", "outage", "price_change", "capacity_squeeze", "canary")
+_EVENT_KINDS = ("degradation", "outage", "price_change", "capacity_squeeze", "canary", "unavailable", "tenant_mix")
 
 
 class _Node:
@@ -182,7 +182,7 @@ def _route(n: _Node, tasks: set[str]) -> RouteTruth:
         _privacy(n.text("max_privacy", "public"), f"{n.path}.max_privacy"),
         n.num("cost_per_1k_in_usd", 0.0, 0.0), n.num("cost_per_1k_out_usd", 0.0, 0.0), latency, quality,
         n.num("error_rate", 0.0, 0.0, 1.0), n.num("timeout_rate", 0.0, 0.0, 1.0),
-        n.num("timeout_ms", 30000.0, 1.0), n.num("capacity_rps", 1e9, 0.001))
+        n.num("timeout_ms", 30000.0, 1.0), n.num("capacity_rps", 1e9, 0.001), n.num("quality_per_doubling", 0.0, -1.0, 1.0))
     n.done()
     return route
 
@@ -213,7 +213,7 @@ def _workflow(n: _Node, tasks: set[str]) -> WorkflowTruth:
     wf = WorkflowTruth(n.text("name"), n.text("version", "v1"), n.num("share", 1.0, 0.0), routes,
                        tuple(_tenant(t, tasks) for t in n.items("tenants")), tuple(variants), objective,
                        n.num("budget_usd_per_hour", None, 0.0), n.text("fallback_route", None), n.text("experiment", None),
-                       n.dur("feedback_window", 3600.0))
+                       n.dur("feedback_window", 3600.0), n.text("budget_mode", "soft"))
     n.done()
     return wf
 

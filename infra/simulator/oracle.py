@@ -23,9 +23,22 @@ F64 = npt.NDArray[np.float64]
 _BLOCKS = 4
 
 
+#: Prompt-length buckets per doubling of tokens_in (only when some route's quality depends on it).
+_TOKEN_STEPS = 2
+_TOKEN_BUCKETS = 17
+
+
+def _token_bucket(view: SliceView) -> I64:
+    t, tr = view.truth, view.traffic
+    if not t.q_per_doubling.any():
+        return np.zeros(tr.n, dtype=np.int64)
+    log2 = np.log2(tr.tokens_in / t.tokens_in_median[tr.task])
+    return np.clip(np.round(log2 * _TOKEN_STEPS), -(_TOKEN_BUCKETS // 2), _TOKEN_BUCKETS // 2).astype(np.int64) + _TOKEN_BUCKETS // 2
+
+
 def _group_keys(view: SliceView) -> I64:
     tr = view.traffic
-    return (tr.workflow * len(view.truth.tasks) + tr.task) * 3 + tr.privacy
+    return ((tr.workflow * len(view.truth.tasks) + tr.task) * 3 + tr.privacy) * _TOKEN_BUCKETS + _token_bucket(view)
 
 
 _IMPROVE_PASSES = 2
@@ -62,7 +75,8 @@ class OraclePolicy:
         blocks = [np.array_split(g, min(_BLOCKS, len(g))) for g in groups]
         counts = np.zeros(len(t.routes))
         to_rate = (1.0 - view.load_decay) / view.slice_s / view.capacity
-        curves: dict[tuple[int, int], RewardCurve] = {}
+        curves: dict[tuple[int, int, int], RewardCurve] = {}
+        self._buckets = _token_bucket(view)
         placed: list[tuple[I64, int]] = []
         for b in range(_BLOCKS):
             for group_blocks in blocks:
@@ -84,18 +98,20 @@ class OraclePolicy:
                 placed[i] = (idx, better)
         return route, variant
 
-    @staticmethod
-    def _best(view: SliceView, curves: dict[tuple[int, int], RewardCurve], idx: I64, counts: F64, to_rate: F64) -> int:
+    def _best(self, view: SliceView, curves: dict[tuple[int, int, int], RewardCurve], idx: I64, counts: F64,
+              to_rate: F64) -> int:
         t, s, first = view.truth, view.state, int(idx[0])
         w, task = int(view.traffic.workflow[first]), int(view.traffic.task[first])
         routes = t.wf_routes[w]
         allowed = view.allowed[first, routes]
         if not allowed.any():
             return -1
-        curve = curves.get((w, task))
+        bucket = int(self._buckets[first])
+        curve = curves.get((w, task, bucket))
         if curve is None:
             extra = float(t.variant_effects[w].max() + s.canary_share[w] * s.canary_q[w])
-            curve = curves[(w, task)] = t.reward_curve(s, routes, task, extra)
+            log2_tokens = (bucket - _TOKEN_BUCKETS // 2) / _TOKEN_STEPS
+            curve = curves[(w, task, bucket)] = t.reward_curve(s, routes, task, extra, log2_tokens)
         u_now = view.utilisation[routes] + counts[routes] * to_rate[routes]
         now, nxt = curve.at(np.stack([u_now, u_now + len(idx) * to_rate[routes]]))
         # Requests already placed on a route this slice get slower when it gets busier.

@@ -84,6 +84,8 @@ def score_slice(truth: Truth, state: TruthState, traffic: TrafficSlice, route: I
         effects[mask] = eff[np.minimum(variant[mask], len(eff) - 1)]
     noise = truth.scenario.feedback.quality_noise * traffic.z_quality
     q_true = truth.quality[r, traffic.task] + state.q_add[r] + effects + version * state.canary_q[wf] + noise
+    if truth.q_per_doubling.any():
+        q_true = q_true + truth.q_per_doubling[r] * np.log2(traffic.tokens_in / truth.tokens_in_median[traffic.task])
     quality = np.where(status == OK, np.clip(q_true, 0.0, 1.0), 0.0)
     failed = status != OK
     reward = np.empty(n)

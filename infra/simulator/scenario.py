@@ -17,7 +17,7 @@ from schemas.records import Objective, PrivacyLevel
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
-EventKind = Literal["degradation", "outage", "price_change", "capacity_squeeze", "canary"]
+EventKind = Literal["degradation", "outage", "price_change", "capacity_squeeze", "canary", "unavailable", "tenant_mix"]
 FEEDBACK_KINDS = ("thumbs", "rating", "edit", "delete", "dwell", "task_completed")
 
 
@@ -73,6 +73,8 @@ class RouteTruth:
     timeout_rate: float = 0.0
     timeout_ms: float = 30000.0
     capacity_rps: float = 1e9
+    #: Quality change per doubling of a request's tokens_in over its task's median (prompt-length sensitivity).
+    quality_per_doubling: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,7 @@ class WorkflowTruth:
     fallback_route: str | None = None
     experiment: str | None = None
     feedback_window_s: float = 3600.0
+    budget_mode: str = "soft"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +166,10 @@ class TimelineEvent:
     """A scheduled change of the truth.
 
     ``target`` is a route name (every workflow's route of that name) or, for
-    ``canary``, a workflow name. ``end_s`` is ``None`` when the change lasts to
+    ``canary`` and ``tenant_mix``, a workflow name. ``unavailable`` takes the
+    route out of the workflow (not offered, not published) while it lasts:
+    a route added mid-run is unavailable from 0; one removed, to the end.
+    ``tenant_mix`` replaces the tenants' shares (params keyed by tenant name). ``end_s`` is ``None`` when the change lasts to
     the end of the run. ``params`` holds the kind's numbers (see the loader).
     """
 

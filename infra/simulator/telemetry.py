@@ -107,22 +107,25 @@ class Telemetry:
         for w, wf in enumerate(self.truth.scenario.workflows):
             routes = self.truth.wf_routes[w]
             is_canary = bool(state.canary_share[w] > 0 and w not in control.rolled_back)
-            signature = (tuple(np.round(state.cost_mult[routes], 9)), is_canary)
+            available = state.available if state.available is not None else np.ones(len(self.truth.routes), dtype=bool)
+            signature = (tuple(np.round(state.cost_mult[routes], 9)), is_canary, tuple(available[routes].tolist()))
             if w < len(self._signature) and self._signature[w] == signature:
                 continue
             version = self._canaries[w][0] if is_canary and w in self._canaries else wf.version
             if any(signature[0][i] != 1.0 for i in range(len(routes))):
                 version += f"-price{len(self._definitions) + len(out)}"
+            if not all(signature[2]):
+                version += f"-routes{len(self._definitions) + len(out)}"
             specs = tuple(RouteSpec(
                 r.name, r.provider, r.is_local, r.max_privacy, r.cost_per_1k_in_usd * float(state.cost_mult[i]),
                 r.cost_per_1k_out_usd * float(state.cost_mult[i]), tuple(sorted(r.quality)), float(self.truth.capacity[i]))
-                for i, r in zip(routes.tolist(), wf.routes))
+                for i, r in zip(routes.tolist(), wf.routes) if available[i])
             definition = WorkflowDefinition(
                 wf.name, version, now_ms, specs, tuple(VariantSpec(v.name, v.is_control) for v in wf.variants),
-                wf.objective, budget_usd_per_hour=wf.budget_usd_per_hour, fallback_route=wf.fallback_route,
+                wf.objective, budget_usd_per_hour=self._budget(wf.budget_usd_per_hour), fallback_route=wf.fallback_route,
                 previous_version=self._definitions[w].version if w < len(self._definitions) else None,
                 experiment=None if wf.experiment is None else ExperimentSpec(wf.experiment),
-                feedback_window_s=wf.feedback_window_s,
+                feedback_window_s=wf.feedback_window_s, budget_mode=wf.budget_mode,
                 rollout=self._canaries[w][1] if is_canary and w in self._canaries else None)
             if w < len(self._signature):
                 self._signature[w], self._definitions[w] = signature, definition
@@ -132,15 +135,21 @@ class Telemetry:
             out.append(definition)
         return out
 
+    def _budget(self, usd_per_hour: float | None) -> float | None:
+        """A budget scaled with ``--rate`` like capacities (and like the scorecard scales it)."""
+        return None if usd_per_hour is None else usd_per_hour * self.truth.rate / self.truth.scenario.rate
+
     def request_id(self, index: int) -> str:
         """Stable id of the ``index``-th request of the run (same for every policy)."""
         return f"{self._prefix}-{index:09d}"
 
     def contexts(self, traffic: TrafficSlice) -> list[RequestContext]:
         """Each request's context record."""
-        return [RequestContext(self._tenants[w][t], self.truth.tasks[k], PRIVACY_LEVELS[p], int(pr))
-                for w, t, k, p, pr in zip(traffic.workflow.tolist(), traffic.tenant.tolist(), traffic.task.tolist(),
-                                          traffic.privacy.tolist(), traffic.priority.tolist())]
+        # A gateway knows the prompt's size before it routes: it rides along as an attribute.
+        return [RequestContext(self._tenants[w][t], self.truth.tasks[k], PRIVACY_LEVELS[p], int(pr),
+                               attributes={"tokens_in": str(n)})
+                for w, t, k, p, pr, n in zip(traffic.workflow.tolist(), traffic.tenant.tolist(), traffic.task.tolist(),
+                                             traffic.privacy.tolist(), traffic.priority.tolist(), traffic.tokens_in.tolist())]
 
     def ask(self, policy: Policy, traffic: TrafficSlice, control: ControlState,
             state: TruthState) -> tuple[np.ndarray, np.ndarray]:

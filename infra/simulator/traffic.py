@@ -68,6 +68,8 @@ class TrafficGenerator:
                   for w, wf in enumerate(sc.workflows) for t, tenant in enumerate(wf.tenants)]
         weights = np.array([c[2] for c in combos])
         self.combo_cum = np.cumsum(weights / weights.sum())
+        self._combos = combos
+        self._has_mix = any(e.kind == "tenant_mix" for e in sc.timeline)
         self.combo_wf = np.array([c[0] for c in combos], dtype=np.int64)
         self.combo_tenant = np.array([c[1] for c in combos], dtype=np.int64)
         tenants = [sc.workflows[w].tenants[t] for w, t, _ in combos]
@@ -81,6 +83,22 @@ class TrafficGenerator:
         self.tok_sigma = np.array([t.tokens_sigma for t in sc.tasks])
         self._next_request = 0
         self._carry = 0.0
+
+    def _combo_cum_at(self, t_s: float) -> F64:
+        """Cumulative (workflow, tenant) shares at ``t_s`` with any ``tenant_mix`` event applied."""
+        sc = self.truth.scenario
+        mixes = self.truth.state_at(t_s).tenant_shares or {}
+        weights = []
+        for w, t, base in self._combos:
+            wf = sc.workflows[w]
+            mix = mixes.get(w)
+            if mix is None:
+                weights.append(base)
+            else:
+                total = sum(mix.get(x.name, 0.0) for x in wf.tenants) or 1.0
+                weights.append(wf.share * mix.get(wf.tenants[t].name, 0.0) / total)
+        arr = np.array(weights)
+        return np.cumsum(arr / arr.sum())
 
     @staticmethod
     def _cum(rows: list[list[float]]) -> F64:
@@ -110,7 +128,8 @@ class TrafficGenerator:
             offsets = np.sort(rng.random(n))
         ts = sc.start_ms + k * sc.slice_ms + (offsets * sc.slice_ms).astype(np.int64)
         u = rng.random((5, n))
-        combo = np.minimum(np.searchsorted(self.combo_cum, u[0], side="right"), len(self.combo_cum) - 1)
+        combo_cum = self._combo_cum_at((k + 0.5) * slice_s) if self._has_mix else self.combo_cum
+        combo = np.minimum(np.searchsorted(combo_cum, u[0], side="right"), len(combo_cum) - 1)
         task = self._pick(self.task_cum, combo, u[1])
         z = rng.standard_normal((4, n))
         tokens_in = np.maximum(1, self.tok_in[task] * np.exp(self.tok_sigma[task] * z[0])).astype(np.int64)

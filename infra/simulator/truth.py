@@ -35,6 +35,8 @@ class TruthState:
     canary_share: F64
     canary_q: F64
     canary_err: F64
+    available: npt.NDArray[np.bool_] | None = None
+    tenant_shares: dict[int, dict[str, float]] | None = None
 
 
 class Truth:
@@ -58,6 +60,8 @@ class Truth:
         self.quality = np.array([[r.quality.get(t, np.nan) for t in self.tasks] for _, r in pairs], dtype=np.float64)
         self.capable = ~np.isnan(self.quality)
         self.quality = np.nan_to_num(self.quality)
+        self.q_per_doubling = vec(lambda r: r.quality_per_doubling)
+        self.tokens_in_median = np.array([t.tokens_in for t in scenario.tasks])
         self.tokens_in_mean = np.array([t.tokens_in * np.exp(t.tokens_sigma**2 / 2) for t in scenario.tasks])
         self.tokens_out_mean = np.array([t.tokens_out * np.exp(t.tokens_sigma**2 / 2) for t in scenario.tasks])
         self.wf_routes = [np.flatnonzero(self.route_wf == w) for w in range(len(scenario.workflows))]
@@ -77,7 +81,7 @@ class Truth:
         """Apply every timeline event to the base truth at scenario time ``t_s``."""
         n_r, n_w = len(self.routes), len(self.scenario.workflows)
         s = TruthState(np.ones(n_r), np.zeros(n_r), np.zeros(n_r), np.zeros(n_r), np.ones(n_r), np.ones(n_r),
-                       np.zeros(n_w), np.zeros(n_w), np.zeros(n_w))
+                       np.zeros(n_w), np.zeros(n_w), np.zeros(n_w), np.ones(n_r, dtype=bool), {})
         for event in self.scenario.timeline:
             if t_s >= event.start_s and (event.end_s is None or t_s < event.end_s):
                 self._apply(event, t_s, s)
@@ -91,6 +95,11 @@ class Truth:
             step = min(int((t_s - event.start_s) // float(p.get("step_duration", 600.0))), len(steps) - 1)  # type: ignore[arg-type]
             s.canary_share[w], s.canary_q[w] = float(steps[step]), float(p.get("quality_delta", 0.0))  # type: ignore[arg-type]
             s.canary_err[w] = float(p.get("error_rate_add", 0.0))  # type: ignore[arg-type]
+            return
+        if event.kind == "tenant_mix":
+            w = self.workflow_index(event.target)
+            if w is not None and s.tenant_shares is not None:
+                s.tenant_shares[w] = {k: float(v) for k, v in p.items()}  # type: ignore[arg-type]
             return
         idx = self.route_index(event.target)
         get = lambda key, default: float(p.get(key, default))  # type: ignore[arg-type] # noqa: E731
@@ -107,6 +116,8 @@ class Truth:
             s.cost_mult[idx] *= get("cost_mult", 1.0)
         elif event.kind == "capacity_squeeze":
             s.cap_mult[idx] *= get("capacity_mult", 0.5)
+        elif event.kind == "unavailable" and s.available is not None:
+            s.available[idx] = False
 
     def rate_at(self, t_s: float, base_rate: float) -> float:
         """Arrival rate (requests/s) at scenario time ``t_s``: base x daily curve x spikes."""
@@ -129,15 +140,20 @@ class Truth:
         p_err = np.clip(self.err + s.err_add + over, 0.0, 1.0)
         return p_err, np.clip(self.to + s.to_add, 0.0, 1.0 - p_err)
 
-    def reward_curve(self, s: TruthState, routes: npt.NDArray[np.int64], task: int, quality_extra: float) -> "RewardCurve":
-        """Expected reward of a ``task`` request on ``routes`` as a function of their utilisation."""
+    def reward_curve(self, s: TruthState, routes: npt.NDArray[np.int64], task: int, quality_extra: float,
+                     log2_tokens: float = 0.0) -> "RewardCurve":
+        """Expected reward of a ``task`` request on ``routes`` as a function of their utilisation.
+
+        ``log2_tokens``: log2 of the request's tokens_in over its task's median (prompt-length sensitivity).
+        """
         wf = int(self.route_wf[routes[0]])
         c_in = self.tokens_in_mean[task] * self.cin[routes] / 1000.0 * s.cost_mult[routes]
         c_out = self.tokens_out_mean[task] * self.cout[routes] / 1000.0 * s.cost_mult[routes]
         return RewardCurve(
             base_err=self.err[routes] + s.err_add[routes] + s.canary_share[wf] * s.canary_err[wf],
             p_to=self.to[routes] + s.to_add[routes],
-            quality=np.minimum(np.maximum(self.quality[routes, task] + s.q_add[routes] + quality_extra, 0.0), 1.0),
+            quality=np.minimum(np.maximum(self.quality[routes, task] + s.q_add[routes] + quality_extra
+                                          + self.q_per_doubling[routes] * log2_tokens, 0.0), 1.0),
             latency_ms=self.median[routes] * s.lat_mult[routes] * np.exp(self.sigma[routes] ** 2 / 2),
             timeout_ms=self.timeout_ms[routes], cost_ok=c_in + c_out, cost_timeout=c_in,
             load_coef=self.load_coef[routes], u_max=self.u_max[routes], objective=self.objectives[wf])
