@@ -104,3 +104,80 @@ class BudgetPacer:
         p._ts_ms, p._first_ms = state["ts_ms"], state["first_ms"]
         p._hour, p._hour_spent = int(state.get("hour", -1)), float(state.get("hour_spent", 0.0))
         return p
+
+
+class HardBudget:
+    """``budget_mode: hard``: the hour's spend, with what is in flight, held under its pro-rata budget.
+
+    Every decision reserves its expected cost (``reserve``); the outcome's real
+    cost replaces the reservation (``settle``). ``allowance`` is what may still
+    be committed now without the hour's spend passing ``budget * elapsed / 1 h``
+    at any moment, so wherever the hour is cut it is within budget. The router
+    degrades to the cheapest allowed route when the chosen one does not fit,
+    and refuses when not even that fits. Reservations never settled (a lost
+    request) expire after ``reservation_ttl_ms``.
+
+    >>> h = HardBudget(36.0)                     # $0.01 per second of the hour
+    >>> round(h.allowance(10_000), 4)            # 10 s into the hour
+    0.1
+    >>> h.reserve("r1", 10_000, 0.08); round(h.allowance(10_000), 4)
+    0.02
+    >>> h.settle("r1", 10_000, 0.05); round(h.allowance(10_000), 4)
+    0.05
+    """
+
+    def __init__(self, budget_usd_per_hour: float, reservation_ttl_ms: int = 120_000) -> None:
+        self.budget_usd_per_hour = budget_usd_per_hour
+        self.reservation_ttl_ms = reservation_ttl_ms
+        self.hour = -1
+        self.spent = 0.0
+        self.reserved: dict[str, list[float]] = {}  # request_id -> [ts_ms, cost], insertion-ordered
+        self.reserved_sum = 0.0
+
+    def _roll(self, now_ms: int) -> None:
+        hour = now_ms // _HOUR_MS
+        if hour > self.hour:
+            self.hour, self.spent = hour, 0.0
+            start = hour * _HOUR_MS
+            self.reserved = {k: v for k, v in self.reserved.items() if v[0] >= start}
+            self.reserved_sum = sum(v[1] for v in self.reserved.values())
+        while self.reserved:
+            oldest = next(iter(self.reserved))
+            if self.reserved[oldest][0] >= now_ms - self.reservation_ttl_ms:
+                break
+            self.reserved_sum -= self.reserved.pop(oldest)[1]
+
+    def allowance(self, now_ms: int) -> float:
+        """USD that may still be committed at ``now_ms`` within the hour's pro-rata budget."""
+        self._roll(now_ms)
+        elapsed = now_ms - self.hour * _HOUR_MS
+        return self.budget_usd_per_hour * elapsed / _HOUR_MS - self.spent - max(self.reserved_sum, 0.0)
+
+    def reserve(self, request_id: str, now_ms: int, cost_usd: float) -> None:
+        """Hold ``cost_usd`` for a request just routed."""
+        self._roll(now_ms)
+        self.reserved[request_id] = [float(now_ms), cost_usd]
+        self.reserved_sum += cost_usd
+
+    def settle(self, request_id: str, ts_ms: int, cost_usd: float) -> None:
+        """Replace a request's reservation by its real cost (counted in the hour of its request)."""
+        held = self.reserved.pop(request_id, None)
+        if held is not None:
+            self.reserved_sum -= held[1]
+        if ts_ms // _HOUR_MS >= self.hour:
+            self._roll(ts_ms)
+            self.spent += cost_usd
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able state."""
+        return {"budget": self.budget_usd_per_hour, "ttl_ms": self.reservation_ttl_ms, "hour": self.hour,
+                "spent": self.spent, "reserved": self.reserved}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> "HardBudget":
+        """Inverse of ``to_dict``."""
+        h = cls(float(state["budget"]), int(state["ttl_ms"]))
+        h.hour, h.spent = int(state["hour"]), float(state["spent"])
+        h.reserved = {k: [float(v[0]), float(v[1])] for k, v in state["reserved"].items()}
+        h.reserved_sum = sum(v[1] for v in h.reserved.values())
+        return h

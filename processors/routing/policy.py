@@ -18,10 +18,13 @@ from typing import Any
 import numpy as np
 
 from processors.routing.bandit import Exploration, safe_shares, thompson_shares, total_variation, ucb_shares
-from processors.routing.budget import BudgetPacer
+from processors.routing.budget import BudgetPacer, HardBudget
 from processors.routing.constraints import Circuits, LoadMeter, exclusion, step_capacity_prices
 from processors.routing.estimates import estimate_reward
-from processors.routing.segments import RouteLoad, SegmentRoute, SegmentState, WorkflowState, explain, rescale_costs
+from processors.routing.segments import (
+    RouteLoad, SegmentRoute, SegmentState, WorkflowState, explain, rescale_costs, typical_cost_usd,
+)
+from processors.routing.shift import QualityShift
 from processors.routing.state import restore_router, snapshot_router
 from processors.workflows import segment_of
 from schemas.records import (
@@ -32,6 +35,8 @@ from schemas.records import (
 MODEL = "loopwise-router v1"
 #: Routes per workflow the fixed Monte Carlo draws cover (more are drawn on demand).
 _MAX_ROUTES = 16
+#: Under a hard budget a request needs this many times its expected cost left (costs vary with tokens).
+_HARD_MARGIN = 3.0
 
 
 def load_key(workflow: str, route: str) -> str:
@@ -71,6 +76,10 @@ class RouterConfig:
         heartbeat_s: Largest gap between two publications of a segment's policy.
         max_tracked: Requests remembered to never count one twice.
         pacing_gain: Largest change of log(cost multiplier) per minute when over or under budget.
+        shift_min_weight: Quality evidence (effective observations) a segment's estimate needs before
+            its residuals feed the quality-shift detectors (``processors.routing.shift``).
+        shift_keep_weight: Evidence left behind a quality estimate moved by a detected shift.
+        shift_note_s: How long a detected shift is listed in the policy's reasons.
     """
 
     half_life_s: float = 120.0
@@ -92,6 +101,9 @@ class RouterConfig:
     heartbeat_s: float = 300.0
     max_tracked: int = 300_000
     pacing_gain: float = 3.0
+    shift_min_weight: float = 30.0
+    shift_keep_weight: float = 10.0
+    shift_note_s: float = 1800.0
 
 
 class Router:
@@ -116,6 +128,8 @@ class Router:
         self.seen: dict[str, int] = {}  # request_id -> 1 provisional learned, insertion-ordered
         self.evicted_until_ms = -1
         self.version = 0
+        #: Quality shifts detected: (ts_ms, workflow, route, segment or "", shift, outcomes since the change).
+        self.shift_log: list[tuple[int, str, str, str, float, int]] = []
 
     # ------------------------------------------------------------------ inputs
     def update_workflow(self, definition: WorkflowDefinition) -> bool:
@@ -143,6 +157,12 @@ class Router:
             current.pacer = BudgetPacer(budget, gain=self.config.pacing_gain)
         else:
             current.pacer.budget_usd_per_hour = budget
+        if budget is None or definition.budget_mode != "hard":
+            current.hard = None
+        elif current.hard is None:
+            current.hard = HardBudget(budget)
+        else:
+            current.hard.budget_usd_per_hour = budget
         self.workflows[definition.workflow] = current
         for seg in self.segments.values():
             if seg.workflow == definition.workflow:
@@ -172,7 +192,10 @@ class Router:
         if outcome.quality is None:
             return not is_known
         seg = self._segment(wf, outcome.segment)
-        seg.routes[outcome.route].quality.add(outcome.quality, outcome.request_ts_ms)
+        sr = seg.routes[outcome.route]
+        if outcome.status is Status.OK and sr.quality.weight >= self.config.shift_min_weight:
+            self._watch_quality(wf, seg, outcome, outcome.quality - sr.quality.mean)
+        sr.quality.add(outcome.quality, outcome.request_ts_ms)
         return True
 
     def on_anomaly(self, anomaly: Anomaly) -> bool:
@@ -273,8 +296,24 @@ class Router:
                 pick = i
                 break
         route = names[pick]
+        probability = weights[pick] / total
+        if wf.hard is not None:
+            # Hard budget: the request must fit in what the hour may still spend, with a margin for its variance.
+            allowance = wf.hard.allowance(now_ms)
+            cost = self._cost_estimate(wf, seg, route)
+            if allowance < _HARD_MARGIN * cost:
+                cheapest = min(names, key=lambda n: self._cost_estimate(wf, seg, n))
+                cost = self._cost_estimate(wf, seg, cheapest)
+                if allowance < _HARD_MARGIN * cost:
+                    return RouteDecision(request.request_id, now_ms, request.workflow, seg.segment, "", 0.0, seg.version,
+                                         f"no route: hard budget of ${wf.hard.budget_usd_per_hour:g}/h reached for this hour "
+                                         f"(${max(allowance, 0.0):.4f} left, cheapest route {cheapest} costs ~${cost:.4f})")
+                route, probability = cheapest, 1.0
+                reason = (f"hard budget: ${max(allowance, 0.0):.4f} left of this hour's pro-rata "
+                          f"${wf.hard.budget_usd_per_hour:g}/h; degraded to the cheapest route {cheapest}")
+            wf.hard.reserve(request.request_id, now_ms, cost)
         self.load.add(load_key(request.workflow, route), now_ms)
-        return RouteDecision(request.request_id, now_ms, request.workflow, seg.segment, route, weights[pick] / total,
+        return RouteDecision(request.request_id, now_ms, request.workflow, seg.segment, route, probability,
                              seg.version, reason)
 
     def policy(self, workflow: str, segment: str, now_ms: int) -> RoutingPolicy | None:
@@ -324,6 +363,48 @@ class Router:
         return router
 
     # --------------------------------------------------------------- internals
+    @staticmethod
+    def _cost_estimate(wf: WorkflowState, seg: SegmentState, route: str) -> float:
+        """Expected cost of one request of this segment on ``route`` (learned, else from its prices)."""
+        sr = seg.routes.get(route)
+        if sr is not None and sr.cost.weight > 1.0:
+            return max(sr.cost.mean, 0.0)
+        return typical_cost_usd(wf.specs[route])
+
+    def _watch_quality(self, wf: WorkflowState, seg: SegmentState, outcome: Outcome, residual: float) -> None:
+        """Feed one quality residual to the route's pooled and per-segment shift detectors; act on an alarm."""
+        route = outcome.route
+        pooled = wf.shifts.get(route)
+        if pooled is None:
+            pooled = wf.shifts[route] = QualityShift()
+        alarm = pooled.observe(residual)
+        local = seg.routes[route].shift.observe(residual)
+        if alarm is not None:
+            self._quality_shift(wf, route, None, alarm[0], alarm[1], outcome.ts_ms)
+        elif local is not None:
+            self._quality_shift(wf, route, seg, local[0], local[1], outcome.ts_ms)
+
+    def _quality_shift(self, wf: WorkflowState, route: str, only: SegmentState | None, shift: float, n: int,
+                       ts_ms: int) -> None:
+        """Move the route's quality estimates by a detected shift; keep little evidence so new outcomes rule."""
+        name = wf.definition.workflow
+        targets = [only] if only is not None else [s for s in self.segments.values() if s.workflow == name]
+        for seg in targets:
+            sr = seg.routes.get(route)
+            if sr is None:
+                continue
+            q = sr.quality
+            q.mean = min(max(q.mean + shift, 0.0), 1.0)
+            if q.weight > self.config.shift_keep_weight:
+                q.shrink(self.config.shift_keep_weight / q.weight)
+            sr.shift.reset()
+            seg.is_dirty = True
+        if only is None:
+            wf.shifts[route].reset()
+        wf.shift_notes[route] = [ts_ms, shift, n, only.segment if only is not None else ""]
+        self.shift_log.append((ts_ms, name, route, only.segment if only is not None else "", shift, n))
+        del self.shift_log[:-100]
+
     def _learn_served(self, wf: WorkflowState, outcome: Outcome) -> None:
         ts = outcome.request_ts_ms
         load = wf.loads[outcome.route]
@@ -332,6 +413,8 @@ class Router:
         self._segment(wf, outcome.segment).routes[outcome.route].cost.add(outcome.cost_usd, ts)
         if wf.pacer is not None:
             wf.pacer.add(outcome.cost_usd, ts)
+        if wf.hard is not None:
+            wf.hard.settle(outcome.request_id, ts, outcome.cost_usd)
 
     def _remember(self, outcome: Outcome) -> None:
         self.seen[outcome.request_id] = outcome.request_ts_ms
@@ -390,11 +473,29 @@ class Router:
         is_new = [e.n_eff < c.confident_n for e in estimates.values()]
         # Exploration is paid from the budget: floors shrink as pacing tightens.
         shares = safe_shares(raw, is_new, c.min_share / scale, c.max_new_share)
+        hard_note = None
+        if wf.hard is not None and names:
+            # The published policy (what route workers and clients sample) honours the hard budget too:
+            # with less than 10 s of the hour's budget left, everything goes to the cheapest route.
+            allowance = wf.hard.allowance(now_ms)
+            if allowance < wf.hard.budget_usd_per_hour * 10.0 / 3600.0:
+                cheapest = min(names, key=lambda n: self._cost_estimate(wf, seg, n))
+                shares = [1.0 if n == cheapest else 0.0 for n in names]
+                hard_note = (f"hard budget: ${max(allowance, 0.0):.2f} left of this hour's pro-rata "
+                             f"${wf.hard.budget_usd_per_hour:g}/h; degraded to the cheapest route {cheapest}")
         seg.shares = dict(zip(names, shares))
         seg.shares.update(dict.fromkeys(excluded, 0.0))
         seg.estimates, seg.excluded = estimates, excluded
         seg.ranking = tuple(n for _, n in sorted(zip(means, names), key=lambda mn: -mn[0]))
         seg.reasons = explain(str(c.exploration), estimates, is_new, c.max_new_share, scale, wf.prices)
+        notes = [f"quality shift of {r} {note[1]:+.3f} from feedback (CUSUM, {note[2]} outcomes"
+                 + (f", segment {note[3]})" if note[3] else ")")
+                 for r, note in wf.shift_notes.items() if r in estimates and now_ms - int(note[0]) < c.shift_note_s * 1000
+                 and (not note[3] or note[3] == seg.segment)]
+        if hard_note is not None:
+            notes.append(hard_note)
+        if notes:
+            seg.reasons = seg.reasons + tuple(notes)
         self.version += 1
         seg.version, seg.computed_ms, seg.is_dirty = self.version, now_ms, False
         seg.eligible_cache.clear()

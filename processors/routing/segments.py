@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from processors.routing.budget import BudgetPacer
+from processors.routing.budget import BudgetPacer, HardBudget
 from processors.routing.estimates import DecayedMean, RewardEstimate
+from processors.routing.shift import QualityShift
 from schemas.records import RouteSpec, WorkflowDefinition
 from schemas.serde import json_codec
 
@@ -70,6 +71,7 @@ class SegmentRoute:
 
     quality: DecayedMean
     cost: DecayedMean
+    shift: QualityShift = field(default_factory=QualityShift)
 
     @classmethod
     def prior(cls, route: RouteSpec, half_life_ms: float, quality_half_life_ms: float, weight: float,
@@ -90,6 +92,10 @@ class WorkflowState:
     prices: dict[str, float] = field(default_factory=dict)
     priced_ms: int = -1
     specs: dict[str, RouteSpec] = field(default_factory=dict)
+    #: Pooled quality-shift detectors per route, and the shifts found: route -> [ts_ms, shift, n, segment].
+    shifts: dict[str, QualityShift] = field(default_factory=dict)
+    shift_notes: dict[str, list[Any]] = field(default_factory=dict)
+    hard: HardBudget | None = None
 
     def __post_init__(self) -> None:
         self.specs = {r.name: r for r in self.definition.routes}
@@ -104,14 +110,20 @@ class WorkflowState:
         return {"definition": _DEFINITION.to_dict(self.definition),
                 "loads": {k: [v.latency.to_dict(), v.error.to_dict()] for k, v in self.loads.items()},
                 "pacer": self.pacer.to_dict() if self.pacer is not None else None,
-                "prices": self.prices, "priced_ms": self.priced_ms}
+                "prices": self.prices, "priced_ms": self.priced_ms,
+                "shifts": {k: v.to_dict() for k, v in self.shifts.items()}, "shift_notes": self.shift_notes,
+                "hard": self.hard.to_dict() if self.hard is not None else None}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> "WorkflowState":
         """Inverse of ``to_dict``."""
         loads = {k: RouteLoad(DecayedMean.from_dict(v[0]), DecayedMean.from_dict(v[1])) for k, v in state["loads"].items()}
         pacer = BudgetPacer.from_dict(state["pacer"]) if state["pacer"] is not None else None
-        return cls(_DEFINITION.from_dict(state["definition"]), loads, pacer, dict(state["prices"]), int(state["priced_ms"]))
+        wf = cls(_DEFINITION.from_dict(state["definition"]), loads, pacer, dict(state["prices"]), int(state["priced_ms"]))
+        wf.shifts = {k: QualityShift.from_dict(v) for k, v in state.get("shifts", {}).items()}
+        wf.shift_notes = {k: list(v) for k, v in state.get("shift_notes", {}).items()}
+        wf.hard = HardBudget.from_dict(state["hard"]) if state.get("hard") is not None else None
+        return wf
 
 
 @dataclass(slots=True)
@@ -145,7 +157,7 @@ class SegmentState:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able state (caches are rebuilt on the next refresh)."""
         return {"workflow": self.workflow, "segment": self.segment,
-                "routes": {k: [v.quality.to_dict(), v.cost.to_dict()] for k, v in self.routes.items()},
+                "routes": {k: [v.quality.to_dict(), v.cost.to_dict(), v.shift.to_dict()] for k, v in self.routes.items()},
                 "shares": self.shares, "excluded": self.excluded, "computed_ms": self.computed_ms,
                 "version": self.version, "is_dirty": self.is_dirty, "reasons": list(self.reasons), "ranking": list(self.ranking),
                 "published_shares": self.published_shares,
@@ -155,7 +167,8 @@ class SegmentState:
     def from_dict(cls, state: dict[str, Any]) -> "SegmentState":
         """Inverse of ``to_dict``; the next decision refreshes the shares from the restored statistics."""
         seg = cls.create(state["workflow"], state["segment"])
-        seg.routes = {k: SegmentRoute(DecayedMean.from_dict(v[0]), DecayedMean.from_dict(v[1]))
+        seg.routes = {k: SegmentRoute(DecayedMean.from_dict(v[0]), DecayedMean.from_dict(v[1]),
+                                      QualityShift.from_dict(v[2]) if len(v) > 2 else QualityShift())
                       for k, v in state["routes"].items()}
         seg.shares, seg.excluded = dict(state["shares"]), dict(state["excluded"])
         seg.computed_ms, seg.version = int(state["computed_ms"]), int(state["version"])

@@ -33,6 +33,7 @@ def snapshot_router(router: "Router", config: dict[str, Any]) -> dict[str, Any]:
         "segments": [v.to_dict() for v in router.segments.values()],
         "circuits": router.circuits.to_dict(), "load": router.load.to_dict(),
         "seen": dict(router.seen), "evicted_until_ms": router.evicted_until_ms,
+        "shift_log": [list(x) for x in router.shift_log],
     }
 
 
@@ -53,3 +54,4 @@ def restore_router(router: "Router", state: dict[str, Any]) -> None:
     router.load = LoadMeter.from_dict(router.load.half_life_ms, state["load"])
     router.seen = {k: int(v) for k, v in state["seen"].items()}
     router.evicted_until_ms = int(state["evicted_until_ms"])
+    router.shift_log = [(int(t), str(w), str(r), str(g), float(x), int(n)) for t, w, r, g, x, n in state.get("shift_log", [])]
