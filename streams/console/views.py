@@ -104,12 +104,17 @@ class ConsoleViews:
         self.dlq: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.spend: dict[str, float] = {}
         self.run = RunScore()
+        self._scored: OrderedDict[str, None] = OrderedDict()
         self.records = 0
+        #: The newest event time seen: states shown (expired or not) follow event time, so a
+        #: simulation or a replay reads as it ran; capped by the wall clock the caller passes.
+        self.watermark_ms = 0
 
     # ------------------------------------------------------------------ folding records in
     def apply(self, logical: str, record: Any, where: str = "", now_ms: int = 0) -> list[Delta]:
         """Fold one record of ``logical`` (``decisions.routing``, ``commands.remediation``…) in; its deltas."""
         self.records += 1
+        self.watermark_ms = max(self.watermark_ms, getattr(record, "ts_ms", 0))
         handler = _HANDLERS.get(type(record))
         return handler(self, logical, record, where, now_ms) if handler is not None else []
 
@@ -200,8 +205,11 @@ class ConsoleViews:
         return [{"ch": "dlq", "key": where, "data": view}]
 
     def _outcome(self, logical: str, o: Outcome, where: str, now_ms: int) -> list[Delta]:
-        if not o.is_final:
+        # Each request counts once, at its first outcome (provisional until feedback arrives, which
+        # may take the workflow's feedback window): the scorecard moves with the traffic.
+        if o.request_id in self._scored:
             return []
+        _bounded_put(self._scored, o.request_id, None, 200_000)
         self.spend[o.workflow] = self.spend.get(o.workflow, 0.0) + o.cost_usd
         start, row = self.run.add(o)
         return [{"ch": "run", "key": str(start), "data": RunScore.point(start, row)}]
@@ -209,6 +217,8 @@ class ConsoleViews:
     # ------------------------------------------------------------------ reading views
     def command_view(self, command_id: str, now_ms: int) -> dict[str, Any]:
         """A command with its state (pending/approved/rejected/expired/issued) and who decided."""
+        if self.watermark_ms:
+            now_ms = min(now_ms, self.watermark_ms) if now_ms else self.watermark_ms
         view = dict(self.commands.get(command_id, {"command_id": command_id}))
         state = self.book.state(command_id, now_ms)
         if state is ApprovalState.NOT_REQUIRED:

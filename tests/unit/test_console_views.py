@@ -56,7 +56,10 @@ def test_command_states_follow_approvals_and_expiry() -> None:
     approval = sign(Approval("c1", risky.signature, ApprovalDecision.APPROVE, "ana", NOW_MS + 1), KEY)
     [delta] = views.apply("approvals", approval, now_ms=NOW_MS + 2)
     assert delta["data"]["state"] == "approved" and delta["data"]["decision"]["operator"] == "ana"
-    assert views.command_view("c2", NOW_MS + 120_000)["state"] == "expired"
+    assert views.command_view("c2", NOW_MS + 120_000)["state"] == "issued"  # event time has not passed its expiry
+    views.apply("commands.remediation", sign(Command("c3", NOW_MS + 90_000, "r", "close_circuit", "", "{}",
+                                                     NOW_MS + 150_000, "lw", ""), b"s" * 32))
+    assert views.command_view("c2", NOW_MS + 10**9)["state"] == "expired"
 
 
 def test_tables_are_bounded_and_incidents_get_their_mitigation_time() -> None:
@@ -72,9 +75,9 @@ def test_tables_are_bounded_and_incidents_get_their_mitigation_time() -> None:
     assert deltas[0]["ch"] == "incidents" and deltas[0]["data"]["mitigated_ms"] == NOW_MS + 4_000
 
 
-def test_the_run_scorecard_folds_final_outcomes_only() -> None:
+def test_the_run_scorecard_counts_each_request_once_at_its_first_outcome() -> None:
     views = ConsoleViews(KEY)
-    for i, final in enumerate((True, True, False)):
+    for i, final in ((0, False), (1, True), (0, True)):
         views.apply("outcomes", Outcome(f"r{i}", NOW_MS, NOW_MS + i, "wf", "v1", "a", "s",
                                         Status.ERROR if i else Status.OK, 100.0, 0.01, 0.5 + i * 0.2, 0, 0, 0, 0, final))
     score = views.page("run")["scorecard"]

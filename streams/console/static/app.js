@@ -86,10 +86,10 @@
           const ex = p.excluded[r.route];
           return `<div data-route="${esc(p.workflow + "/" + p.segment + "/" + r.route)}"><span class="bar" style="width:${Math.round(r.probability * 120)}px"></span>
             <b>${esc(r.route)}</b> <span class="num prob">${fmt(r.probability)}</span>
-            <span class="muted">E[r] ${fmt(r.expected_reward)} ± ${fmt(r.reward_std)} · n ${r.n}</span> ${ex ? badge("open") + ` <span class="muted">${esc(ex)}</span>` : ""}</div>`;
+            <span class="muted">E[r] ${fmt(r.expected_reward)} ± ${fmt(r.reward_std)} · n ${r.n}</span> ${ex ? badge(/circuit/i.test(ex) ? "open" : "excluded") + ` <span class="muted">${esc(ex)}</span>` : ""}</div>`;
         }).join("");
         const excluded = Object.keys(p.excluded).filter(k => !p.routes.some(r => r.route === k))
-          .map(k => `<div>${esc(k)} ${badge("open")} <span class="muted">${esc(p.excluded[k])}</span></div>`).join("");
+          .map(k => `<div>${esc(k)} ${badge(/circuit/i.test(p.excluded[k]) ? "open" : "excluded")} <span class="muted">${esc(p.excluded[k])}</span></div>`).join("");
         return `<tr><td>${esc(p.segment)}<div class="muted">v${p.policy_version} · ${when(p.ts_ms)}</div></td><td>${routes}${excluded}</td>
           <td class="muted">${p.reasons.map(esc).join("<br>")}</td></tr>`;
       }).join("");
@@ -244,7 +244,7 @@
       const n = points.reduce((s, p) => s + p.n, 0), reward = points.reduce((s, p) => s + p.reward * p.n, 0) / Math.max(n, 1);
       const cost = points.reduce((s, p) => s + p.cost_usd, 0), errors = points.reduce((s, p) => s + p.error_rate * p.n, 0) / Math.max(n, 1);
       const secs = (a, b) => (a && b) ? fmt((a - b) / 1000, 1) + " s" : "–";
-      main.innerHTML = `<h2>Live scorecard <span class="muted">(final outcomes on lw.outcomes, in 10 s event-time buckets)</span></h2>
+      main.innerHTML = `<h2>Live scorecard <span class="muted">(each request once, at its first outcome on lw.outcomes; 10 s event-time buckets)</span></h2>
         <div class="kpis" id="scorecard"><div><div class="big num">${n}</div><div class="muted">requests</div></div>
         <div><div class="big num">${fmt(reward)}</div><div class="muted">mean reward</div></div>
         <div><div class="big num">$${fmt(cost, 2)}</div><div class="muted">cost</div></div>
