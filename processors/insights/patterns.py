@@ -264,8 +264,8 @@ class PatternMiner:
         evidence = {"lines": str(now), "previous_lines": str(before), "error_reduction": f"{reduction:.3f}",
                     "patterns": str(sum(1 for p in self.patterns.values() if p.period_count))}
         return Insight(f"errors-{ts_ms}", ts_ms, "error_summary", "errors",
-                       f"{now} error lines in {self.config.report_ms // 60_000} min, "
-                       f"{reduction:+.1%} reduction vs the period before",
+                       f"{now} error lines in {self.config.report_ms // 60_000} min, " + (
+                           f"{reduction:+.1%} reduction vs the period before" if before else "the first period"),
                        "Error lines across all patterns, this report period against the one before.",
                        Severity.INFO, evidence, None)
 

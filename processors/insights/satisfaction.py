@@ -135,6 +135,16 @@ class SatisfactionMonitor:
                     cell[1] += x
                     cell[2] += xx
 
+    def expect(self, source: int) -> None:
+        """A partition assigned but not read yet: it holds the clock until it is (or stays quiet too long)."""
+        self._newest.setdefault(source, 0)
+        self._quiet.setdefault(source, 0)
+
+    def drop_source(self, source: int) -> None:
+        """A partition no longer assigned: it no longer holds the clock."""
+        self._newest.pop(source, None)
+        self._quiet.pop(source, None)
+
     def _see(self, source: int, ts: int) -> None:
         newest, quiet = self._newest, self._quiet
         if ts > newest.get(source, 0):

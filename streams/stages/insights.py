@@ -133,6 +133,14 @@ class SatisfactionStage(_WholeStreamState):
         if key == b"monitor":
             self.monitor.restore(state)
 
+    def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> None:
+        super().restore(partition, records)
+        self.monitor.expect(partition)  # a partition not read yet must not let buckets close without it
+
+    def forget(self, partition: int) -> None:
+        super().forget(partition)
+        self.monitor.drop_source(partition)
+
 
 class CacheStage(_WholeStreamState):
     """requests with a prompt fingerprint → cache-opportunity insights (hit potential, $ and latency saved)."""

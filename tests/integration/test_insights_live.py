@@ -27,7 +27,8 @@ def _request_and_feedback(o: Outcome) -> tuple[RequestEvent, list[FeedbackEvent]
                            variant=o.variant)
     feedback = [FeedbackEvent(f"{o.request_id}-{kind}", o.request_id, o.request_ts_ms + 5_000, kind,
                               (1.0 if value else -1.0) if kind is FeedbackKind.THUMBS else value, o.workflow)
-                for kind, value in ((FeedbackKind.THUMBS, o.thumbs), (FeedbackKind.RATING, o.rating))
+                for kind, value in ((FeedbackKind.THUMBS, o.thumbs), (FeedbackKind.RATING, o.rating),
+                                    (FeedbackKind.TASK_COMPLETED, o.task_completed), (FeedbackKind.DWELL, o.dwell_s))
                 if value is not None]
     return request, feedback
 
@@ -59,7 +60,7 @@ def _insights(settings: Settings, want: set[str], timeout_s: float) -> list[Insi
 def test_logs_requests_and_feedback_become_pattern_and_root_cause_insights(settings: Settings, tmp_path: Path) -> None:
     apply_topics(settings)
     outcomes, truth = satisfaction_outcomes(3, "route", start_ms=T0, duration_ms=4_800_000, drop_at_ms=3_900_000,
-                                            rate_per_s=1.5, drop=0.5)
+                                            rate_per_s=1.0, drop=0.5)
     assert truth is not None
     pairs = [_request_and_feedback(o) for o in outcomes]
     logs = [line.event for line in error_logs(4, 400, start_ms=T0, rate_per_s=400 / 4_800)]
@@ -70,7 +71,7 @@ def test_logs_requests_and_feedback_become_pattern_and_root_cause_insights(setti
         _produce(settings, "requests", [r for r, _ in pairs], "request_id")
         _produce(settings, "feedback", [f for _, fs in pairs for f in fs], "request_id")
         _produce(settings, "logs", logs, "service")
-        insights = _insights(settings, {"error_pattern", "error_summary", "root_cause"}, timeout_s=120)
+        insights = _insights(settings, {"error_pattern", "error_summary", "root_cause"}, timeout_s=240)
         assert worker.metric("loopwise_satisfaction", workflow="support-bot", kpi="thumbs_up_rate") > 0
 
     patterns = [i for i in insights if i.kind == "error_pattern"]

@@ -163,3 +163,17 @@ def test_cache_savings_match_the_truth_and_state_round_trips() -> None:
     again.config = CacheConfig(report_ms=1, min_hits=1)
     (insight,) = again.advance()
     assert insight.kind == "cache_opportunity" and float(insight.evidence["hit_potential"]) > 0.1
+
+
+def test_a_partition_not_read_yet_holds_the_satisfaction_clock() -> None:
+    outcomes, _ = satisfaction_outcomes(4, None, duration_ms=1_800_000, rate_per_s=1)
+    monitor = SatisfactionMonitor()
+    monitor.expect(0)
+    monitor.expect(1)
+    for outcome in outcomes[:1_000]:
+        monitor.observe(outcome, 0)
+    assert monitor.clock_ms == 0  # partition 1 may still hold outcomes of these buckets
+    monitor.observe(outcomes[1_000], 1)
+    for outcome in outcomes[1_001:1_100]:
+        monitor.observe(outcome, 0)
+    assert monitor.clock_ms >= outcomes[1_000].request_ts_ms
