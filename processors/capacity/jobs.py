@@ -243,7 +243,8 @@ class JobScheduler:
         self._latest.clear()
         running: dict[str, int] = {}
         for job in self.jobs.values():
-            if job.status == RELEASED:
+            # A job that never reports counts as running for twice its estimate, not forever.
+            if job.status == RELEASED and (job.released_ms or 0) + 2 * job.duration_ms > now_ms:
                 running[job.route or ""] = running.get(job.route or "", 0) + 1
         ready = [j for j in self.jobs.values() if j.status == WAITING and j.not_before_ms <= now_ms and self._deps_done(j)]
         ready.sort(key=lambda j: (-j.priority, self.latest_start_ms(j, now_ms), j.job_id))

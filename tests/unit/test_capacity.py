@@ -163,6 +163,8 @@ def test_priority_and_headroom_throttle_releases() -> None:
     assert s.advance(0) == []  # no headroom: held
     s.set_headroom("gpu", 0.5)
     assert [r.job_id for r in s.advance(60_000)] == ["high"]  # one at a time, highest priority first
+    assert s.advance(120_000) == []  # high is running (no report yet)
+    assert [r.job_id for r in s.advance(60_000 + 120_000)] == ["low"]  # silent for 2x its estimate: not running
 
 
 def test_recurring_jobs_follow_cron_in_their_time_zone() -> None:
