@@ -63,8 +63,13 @@ class ControlState:
             return default
 
     def apply_command(self, command: Command, now_ms: int) -> bool:
-        """Obey ``command``; return ``False`` when it is ignored (dry run, expired, unknown)."""
-        if command.is_dry_run or command.expires_ts_ms < now_ms:
+        """Obey ``command``; return ``False`` when it is ignored (dry run, expired, unknown, awaiting approval).
+
+        A command that ``requires_approval`` is ignored like ``CommandClient`` holds it: the simulated
+        platform has no operator to approve it (``LOOPWISE_RISKY_ACTIONS`` in a simulation shows what
+        loopwise would have asked a person).
+        """
+        if command.is_dry_run or command.requires_approval or command.expires_ts_ms < now_ms:
             self.ignored += 1
             return False
         routes, wf = self.truth.route_index(command.target), self.truth.workflow_index(command.target)
