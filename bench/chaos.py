@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra.admin import apply_topics
 from infra.broker import EmbeddedBroker
@@ -92,14 +92,18 @@ def trial_kills(servers: str, root: Path, kills: int, rate: float, rng: random.R
     t0 = _now_ms()
 
     def produce() -> None:
-        i = 0
+        producer = Producer({**settings.kafka_config(), "linger.ms": 5})
+        i, begun = 0, time.monotonic()
         while not stop.is_set():
-            chunk = [(settings.topic("requests"), f"k-{i + j:06d}".encode(), _request(f"k-{i + j:06d}", t0 + (i + j) * 5))
-                     for j in range(10)]
-            produce_tracked(settings, chunk)
-            produced.extend(key.decode() for _, key, _ in chunk)
-            i += 10
-            time.sleep(10 / rate)
+            rid = f"k-{i:06d}"
+            producer.produce(settings.topic("requests"), _request(rid, t0 + i * 5), rid.encode())
+            produced.append(rid)
+            i += 1
+            producer.poll(0)
+            ahead_s = begun + i / rate - time.monotonic()
+            if ahead_s > 0:
+                time.sleep(ahead_s)
+        assert producer.flush(60) == 0
 
     worker = start_worker(settings, root / "kill.log")
     producer = threading.Thread(target=produce, daemon=True)
@@ -113,6 +117,7 @@ def trial_kills(servers: str, root: Path, kills: int, rate: float, rng: random.R
     time.sleep(3.0)
     stop.set()
     producer.join()
+    loaded_s = time.monotonic() - started
     try:
         counts = _provisional(settings, len(produced), timeout_s=180)
     finally:
@@ -120,7 +125,7 @@ def trial_kills(servers: str, root: Path, kills: int, rate: float, rng: random.R
     ids = set(produced)
     letters = [d for d in dead_letters(settings) if d.key is not None and d.key.decode() in ids]
     n_commands, commands_twice = _commands_twice(settings)
-    return {"kills": kills, "requests": len(produced), "seconds": round(time.monotonic() - started),
+    return {"kills": kills, "requests": len(produced), "seconds under load": round(loaded_s),
             "lost": len(ids - set(counts)), "duplicated": sum(1 for r, c in counts.items() if c > 1 and r in ids),
             "false dead letters": len(letters), "commands": n_commands, "commands twice": commands_twice}
 
@@ -172,14 +177,17 @@ def _probe(settings: Settings, tag: str, timeout_s: float) -> bool:
         consumer.close()
 
 
-def _all_assigned(worker: WorkerProcess, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
+def _all_assigned(worker: WorkerProcess, timeout_s: float) -> bool | str:
+    """True once every stage holds partitions; else the stages without, and for how long."""
+    deadline, waiting = time.monotonic() + timeout_s, "no metrics"
     while time.monotonic() < deadline:
-        samples = [v for (name, _), v in worker.samples().items() if name == "loopwise_stage_unassigned_seconds"]
-        if samples and all(v == 0 for v in samples):
+        samples = {dict(labels)["stage"]: v for (name, labels), v in worker.samples().items()
+                   if name == "loopwise_stage_unassigned_seconds"}
+        waiting = ", ".join(f"{stage} {v:.0f} s" for stage, v in sorted(samples.items()) if v > 0)
+        if samples and not waiting:
             return True
         time.sleep(1.0)
-    return False
+    return f"no partitions: {waiting}"
 
 
 # ---------------------------------------------------------------------------- fuzz
@@ -318,10 +326,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pause", type=float, nargs="*", default=[30.0], help="broker pauses, seconds (e.g. 30 120)")
     parser.add_argument("--only", nargs="*", default=["kills", "pause", "fuzz", "commands"])
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--keep", type=Path, default=None, help="keep worker logs and data here (default: a temp dir)")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="lw-chaos-") as tmp, EmbeddedBroker(port=0) as broker:
-        root, servers = Path(tmp), broker.bootstrap_servers
+        root, servers = args.keep or Path(tmp), broker.bootstrap_servers
+        root.mkdir(parents=True, exist_ok=True)
         print(f"bench.chaos on the embedded broker {servers} (seed {args.seed})")
         if "kills" in args.only:
             _table(f"kill -9 x {args.kills} at {args.rate:.0f} requests/s (target: 0 lost, 0 duplicated, 0 false "

@@ -502,11 +502,22 @@ class StageRunner:
         """Every record of one changelog partition, up to a fence written now (robust to odd watermarks)."""
         assert self._changelog is not None
         fence = uuid.uuid4().hex.encode()
-        if self._is_transactional:
-            producer.begin_transaction()
-            producer.produce(self._changelog, key=_FENCE_KEY, value=fence, partition=partition)
-            producer.commit_transaction(30)
-        else:
+        # A broker outage during a rebalance is waited out here too (up to ``outage_timeout_s``).
+        outage_deadline = time.monotonic() + self.config.outage_timeout_s
+        while self._is_transactional:
+            try:
+                _call_retrying(producer.begin_transaction, outage_deadline)
+                producer.produce(self._changelog, key=_FENCE_KEY, value=fence, partition=partition)
+                _call_retrying(lambda: producer.commit_transaction(30), outage_deadline)
+                break
+            except KafkaException as exc:
+                if exc.args[0].fatal() or time.monotonic() > outage_deadline:
+                    raise
+                log.warning("stage %s: fence of %s[%d] not committed (%s); retrying", self.stage.name,
+                            self._changelog, partition, exc.args[0].str())
+                _abort(producer, outage_deadline)
+                time.sleep(1.0)
+        if not self._is_transactional:
             producer.produce(self._changelog, key=_FENCE_KEY, value=fence, partition=partition)
             _flush(producer)
         reader = Consumer({**self.settings.kafka_config(), "group.id": f"{self._group}.restore",
@@ -514,7 +525,7 @@ class StageRunner:
                            "fetch.queue.backoff.ms": 0, "fetch.wait.max.ms": 50})
         reader.assign([TopicPartition(self._changelog, partition, OFFSET_BEGINNING)])
         records: list[tuple[bytes, bytes | None]] = []
-        deadline = time.monotonic() + self.config.restore_timeout_s
+        deadline = time.monotonic() + max(self.config.restore_timeout_s, self.config.outage_timeout_s)
         try:
             while True:
                 if time.monotonic() > deadline:
