@@ -154,6 +154,8 @@ class StageRunner:
         # The transaction of the previous batch, committing while this one is handled.
         self._committer: ThreadPoolExecutor | None = None
         self._side_pending: set[tuple[str, int]] = set()
+        # Per input partition: the committed offset a snapshot stage's replay runs up to (see on_assign).
+        self._replay_until: dict[tuple[str, int], int] = {}
         self._in_flight: Future[None] | None = None
         # Partitions read to their end (a PARTITION_EOF since the last message): lag 0, whatever
         # the high watermark says (a transaction's commit marker is one offset no message fills).
@@ -275,6 +277,8 @@ class StageRunner:
             offsets[(message.topic, message.partition)] = message.offset + 1
         if self._applied:
             batch = [m for m in batch if m.offset >= self._applied.get((m.topic, m.partition), 0)]
+        if self._replay_until:
+            batch = self._replay(batch)
         with self.stage.env.lock:  # stages share the registry and its listeners: one handles at a time
             outgoing = self.stage.handle(batch)
             changes = list(self.stage.state_changes())
@@ -335,6 +339,20 @@ class StageRunner:
         if batch:
             with self.stage.env.lock:
                 self.stage.handle_side(batch)
+
+    def _replay(self, batch: Sequence[RawMessage]) -> list[RawMessage]:
+        """Feed the already-handled part of ``batch`` to the state alone; return the rest."""
+        until = self._replay_until
+        replayed, rest = [], []
+        for m in batch:
+            (replayed if m.offset < until.get((m.topic, m.partition), -1) else rest).append(m)
+        if replayed:
+            with self.stage.env.lock:
+                self.stage.handle(replayed)  # its outputs went out with the previous owner's batches
+        for m in batch:
+            if m.offset + 1 >= until.get((m.topic, m.partition), -1):
+                until.pop((m.topic, m.partition), None)  # this partition's replay is done
+        return rest
 
     def _await_commit(self) -> None:
         """Wait for the transaction in flight (if any); its failure is this runner's."""
@@ -485,6 +503,13 @@ class StageRunner:
                       for tp in partitions if (tp.topic, tp.partition) in self._applied]
             if resume:
                 known = {(tp.topic, tp.partition) for tp in resume}
+                if self.stage.is_snapshotting:
+                    # What lies between the snapshot and the committed offset was handled (and its
+                    # outputs published) by the previous owner: replay it into the state only, so no
+                    # older decision is published over a newer one.
+                    for tp in consumer.committed(resume, timeout=30):
+                        if tp.offset > self._applied[(tp.topic, tp.partition)]:
+                            self._replay_until[(tp.topic, tp.partition)] = tp.offset
                 consumer.assign(resume + [tp for tp in partitions if (tp.topic, tp.partition) not in known])
         return on_assign
 
@@ -496,6 +521,7 @@ class StageRunner:
             self.stage.forget(partition)
         for tp in partitions:
             self._applied.pop((tp.topic, tp.partition), None)
+            self._replay_until.pop((tp.topic, tp.partition), None)
             self.positions.pop((tp.topic, tp.partition), None)
 
     def _read_changelog(self, producer: Producer, partition: int) -> list[tuple[bytes, bytes | None]]:
