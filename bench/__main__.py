@@ -12,7 +12,7 @@ import time
 
 #: In the order a reader wants them: the simulator first (everything else is measured on it).
 BENCHES = ("sim_speed", "oracle_gap", "detectors", "detect_quality", "detection", "incidents", "experiments", "routing",
-           "remediation", "insights")
+           "remediation", "insights", "rollouts")
 
 
 def main(argv: list[str]) -> int:
