@@ -442,7 +442,8 @@ class StageRunner:
             log.warning("stage %s: %s (broker unreachable? waiting for it)", self.stage.name, error.str())
 
     def _watch_assignment(self, consumer: Consumer) -> None:
-        """Log, measure and (after 3 session timeouts) rejoin when the group gives this stage nothing."""
+        """Log and measure when the group gives this stage nothing (readiness reads it). librdkafka rejoins
+        by itself; a forced leave-and-rejoin was tried and made a broker pause worse (it fired during it)."""
         if self.stage.is_global:
             return
         now = time.monotonic()
@@ -460,12 +461,6 @@ class StageRunner:
             self._is_unassigned_reported = True
             log.warning("stage %s: no partitions assigned for %.0f s (session timeout %.0f s): not ready",
                         self.stage.name, idle_s, timeout_s)
-        if idle_s > 3 * timeout_s and now - self._last_rejoin_s > 5 * timeout_s and self._resubscribe is not None:
-            self._last_rejoin_s = now
-            log.warning("stage %s: still no partitions after %.0f s; leaving and rejoining group %s",
-                        self.stage.name, idle_s, self._group)
-            consumer.unsubscribe()
-            self._resubscribe()
 
     def _report_lag(self, consumer: Consumer) -> None:
         """Messages not yet processed per partition, from the high watermarks the fetches carried."""
