@@ -152,7 +152,10 @@ def trial_pause(broker: EmbeddedBroker, servers: str, root: Path, pause_s: float
                 "s to first outcome after resume": None if recover_s is None else round(recover_s, 1),
                 "every stage assigned": assigned}
     finally:
-        worker.terminate(60)
+        try:
+            worker.terminate(60)
+        except AssertionError:  # it hung: reported by the row (worker survived / recovered), not a crash of the bench
+            print(f"  (the worker ignored SIGTERM for 60 s after the {pause_s:.0f} s pause; killed)")
 
 
 def _probe(settings: Settings, tag: str, timeout_s: float) -> bool:
