@@ -24,19 +24,8 @@ from infra.settings import Settings
 from infra.simulator.kafka_loop import run_live
 from infra.simulator.loader import load_scenario
 from tests.conftest import wait_until
+from tests.integration.test_live_routing_loop import _BAD, _MIN, _SCENARIO  # the same degrading route
 from tests.integration.worker_proc import decoded, read_topic, start_worker
-
-_SCENARIO = """
-extends: steady
-name: degrade-split
-description: mini-hosted (the busiest route) degrades hard at 4m.
-duration: 9m
-timeline:
-  - {kind: degradation, target: mini-hosted, start: 4m, ramp: 30s, latency_mult: 2.0, quality_delta: -0.4, error_rate_add: 0.3}
-"""
-_BAD = "mini-hosted"
-_MIN = 60_000
-
 
 def _policies_out(worker: Any, settings: Settings) -> float:
     return float(worker.metric("loopwise_events_out_total", topic=settings.topic("decisions.routing")))
