@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: chromium run test test-unit test-integration bench bench-all typecheck install clean chaos
+.PHONY: chromium run test test-slow test-all test-unit test-integration bench bench-all typecheck install clean chaos
 
 install: $(STAMP)
 
@@ -26,6 +26,15 @@ test: $(STAMP) chromium
 ## Debian's chromium for the console's browser tests (idempotent; apt-get as root when missing).
 chromium:
 	@sh .ci/install-chromium.sh
+
+## The long integration tests (several workers, kill -9 hand-overs, LiteLLM, lake crash): minutes each.
+test-slow: $(STAMP) chromium
+	$(BIN)/python -m pytest -q -m slow
+
+## Everything, slow tests included.
+test-all: $(STAMP) chromium
+	$(BIN)/python -m mypy
+	$(BIN)/python -m pytest -q -m ""
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit tests/contract

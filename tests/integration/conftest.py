@@ -36,11 +36,21 @@ class BrokerUnderTest:
         return self.kind == "embedded"
 
 
+#: Integration tests of a minute or more each (several workers, long live runs, heavy imports): they run
+#: with ``make test-slow`` (and ``make test-all``), not in ``make test``, which CI runs within its time budget.
+SLOW = frozenset({
+    "test_split_deployment.py", "test_lake_crash.py", "test_exactly_once_replay.py", "test_reports.py",
+    "test_approvals_worker.py", "test_litellm.py", "test_node_client.py", "test_durable_brain.py::test_restart",
+})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test under tests/integration as ``integration`` (hooks here see all items)."""
+    """Mark every test under tests/integration as ``integration``, the long ones also ``slow``."""
     for item in items:
         if item.path.is_relative_to(_HERE):
             item.add_marker(pytest.mark.integration)
+            if item.path.name in SLOW or any(item.nodeid.split("/")[-1].startswith(s) for s in SLOW if "::" in s):
+                item.add_marker(pytest.mark.slow)
 
 
 def _docker_answers(timeout_s: float = 2.0) -> bool:
