@@ -21,7 +21,8 @@ run: $(STAMP)
 ## All tests: mypy strict, then unit, contract and integration tests (real broker: env → Docker → embedded).
 test: $(STAMP) chromium
 	$(BIN)/python -m mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 tests/unit tests/contract
+	$(BIN)/python -m pytest -q tests/integration
 
 ## Debian's chromium for the console's browser tests (idempotent; apt-get as root when missing).
 chromium:

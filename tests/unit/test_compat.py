@@ -38,7 +38,7 @@ def test_shipped_schemas_are_compatible_with_the_shipped_baseline() -> None:
     out = io.StringIO()
     assert run_check(out=out) == 0
     lines = out.getvalue().splitlines()
-    assert len(lines) == 17 and "rollout_step.avsc: ok" in lines
+    assert len(lines) == len(list(AVRO_DIR.glob("*.avsc"))) and "rollout_step.avsc: ok" in lines
 
 
 def test_added_optional_field_with_default_is_compatible(tmp_path: Path) -> None:
