@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "loopwise needs Python 3.11, found %s" % sys.version.split()[0]'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,litellm,otlp]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,litellm,otlp,openfeature]'
 	@touch $(STAMP)
 
 ## The main job: embedded broker + topics + worker + the simulator's closed loop, ending with its scorecard.
