@@ -17,6 +17,7 @@ from infra.admin import apply_topics
 from infra.settings import Settings
 from infra.simulator.kafka_loop import run_live
 from infra.simulator.loader import load_scenario
+from tests.conftest import wait_until
 from tests.integration.worker_proc import decoded, read_topic, running_worker, wait_for_metric
 
 _SCENARIO = """
@@ -54,6 +55,19 @@ def _policy_share(policies: list[dict[str, Any]], start_ms: int, before_min: flo
     return sum(shares) / len(shares)
 
 
+def _policies_through(settings: Settings, ts_ms: int, timeout_s: float = 120.0) -> list[dict[str, Any]]:
+    """Every routing policy published, once one stamped at or after ``ts_ms`` (learn's event time) is among them."""
+    found: list[dict[str, Any]] = []
+
+    def reached() -> bool:
+        found[:] = decoded(read_topic(settings, settings.topic("decisions.routing"), at_least=1))
+        return max(p["ts_ms"] for p in found) >= ts_ms
+
+    wait_until(reached, timeout_s, interval_s=1.0,
+               message=lambda: f"last policy at {max((p['ts_ms'] for p in found), default=0) - ts_ms} ms before the mark")
+    return found
+
+
 def test_live_loop_moves_traffic_off_a_degrading_route(settings: Settings, tmp_path: Path) -> None:
     scenario_file = tmp_path / "degrade.yaml"
     scenario_file.write_text(_SCENARIO)
@@ -65,8 +79,10 @@ def test_live_loop_moves_traffic_off_a_degrading_route(settings: Settings, tmp_p
         result = run_live(settings, scenario, seed=5, duration_s=540, rate=20, speed=12, grace_s=5)
         n = float(result.scorecard["requests"])
         wait_for_metric(worker, "loopwise_events_in_total", n, topic=settings.topic("requests"))
+        # learn runs behind correlate (outcomes close after their feedback window): wait until its
+        # event time has reached the last minutes of the run, not for a fixed time.
+        policies = _policies_through(settings, scenario.start_ms + 8 * _MIN)
     requests = decoded(read_topic(settings, settings.topic("requests"), at_least=int(n)))
-    policies = decoded(read_topic(settings, settings.topic("decisions.routing"), at_least=1))
     outcomes = decoded(read_topic(settings, settings.topic("outcomes"), at_least=int(n)))
 
     # Policy out: published per segment, and the failing route loses probability once outcomes show it.
